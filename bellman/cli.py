@@ -1,0 +1,281 @@
+"""The `bellman` command line: train, eval, list.
+
+    bellman train ALGO --env ENV [--steps N] [--seeds K] [--out DIR] [--backend compiled|gymnasium]
+                  [--<any config field> VALUE ...] [--resume RUN_DIR]
+    bellman eval RUN_DIR [--episodes N] [--video] [--json]
+    bellman list [algos|envs]
+
+Every field of an algorithm's config is a flag (`--num-envs 8`), with the field's docstring as its
+help. Mistakes get one sentence on stderr and a non-zero exit: 2 for bad input, 1 for a failed run,
+130 for an interrupted one (which keeps its checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from bellman import __version__, algos
+from bellman import config as cfg
+from bellman.errors import (
+    BellmanError,
+    ConfigError,
+    EnvError,
+    UnknownNameError,
+    closest,
+)
+from bellman.experiment.settings import RunSettings
+
+USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError)
+
+
+class UsageError(BellmanError):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake raises one sentence instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (), title: str = ""
+) -> None:
+    """One flag per field of `cls`, with the field's docstring as help; defaults are suppressed
+    so that only the flags given become overrides."""
+    group = parser.add_argument_group(title or cls.__name__)
+    docs = cfg.field_docs(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        annotation = cfg.field_types(cls)[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = f"{docs.get(field.name, '')} (default: {_show(default)})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+            kwargs["metavar"] = "{" + ",".join(map(str, kwargs["choices"])) + "}"
+        elif origin is tuple:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = args[0]
+            kwargs["metavar"] = args[0].__name__.upper()
+        elif args and origin is not None:  # Optional[X]
+            kwargs["type"] = args[0]
+            kwargs["metavar"] = args[0].__name__.upper()
+        else:
+            kwargs["type"] = annotation
+            kwargs["metavar"] = getattr(annotation, "__name__", "VALUE").upper()
+        group.add_argument(_flag(field.name), help=help_text, **kwargs)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="bellman",
+        description="Deep reinforcement learning in JAX: train, evaluate, list.",
+    )
+    parser.add_argument("--version", action="version", version=f"bellman {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    train = commands.add_parser(
+        "train",
+        help="train an algorithm on an environment",
+        description="Train ALGO on an environment; prints the run directory on the last line.",
+    )
+    train_algos = train.add_subparsers(dest="algo", metavar="ALGO", parser_class=Parser)
+    train_algos.required = True
+    for info in algos.ALGOS.values():
+        sub = train_algos.add_parser(
+            info.name,
+            help=info.summary,
+            description=f"Train {info.summary}.",
+        )
+        add_dataclass_flags(sub, RunSettings, title="run")
+        sub.add_argument(
+            "--out", metavar="DIR", default=None, help="run directory (default: runs/ALGO-ENV-TIME)"
+        )
+        sub.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            default=None,
+            help="continue a stopped or killed run from its newest checkpoint, with its settings",
+        )
+        sub.add_argument("--quiet", action="store_true", help="no progress bar or result table")
+        add_dataclass_flags(sub, info.module.Config, title=f"{info.name} config")
+
+    ev = commands.add_parser(
+        "eval",
+        help="evaluate a trained run's greedy policy",
+        description="Evaluate the greedy policy of every seed of a run on fresh episodes.",
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes per seed (default: 20)")
+    ev.add_argument(
+        "--backend",
+        choices=["compiled", "gymnasium"],
+        default=None,
+        help="evaluate in the JAX env or in its gymnasium twin (default: the training backend)",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    ev.add_argument("--video", action="store_true", help="record one episode to RUN_DIR/videos/")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ls = commands.add_parser("list", help="list algorithms or environments")
+    ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
+    return parser
+
+
+def _check_algo_name(argv: Sequence[str]) -> None:
+    """Name the closest algorithms for `bellman train NAME` with an unknown NAME."""
+    if (
+        len(argv) >= 2
+        and argv[0] == "train"
+        and not argv[1].startswith("-")
+        and argv[1].lower() not in algos.ALGOS
+    ):
+        raise UnknownNameError(f"unknown algorithm '{argv[1]}'" + closest(argv[1], algos.ALGOS))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bellman.experiment import train as training
+
+    info = algos.get(args.algo)
+    config_names = {f.name for f in dataclasses.fields(info.module.Config)}
+    setting_names = {f.name for f in dataclasses.fields(RunSettings)}
+    given = {k: v for k, v in vars(args).items() if k in config_names | setting_names}
+    progress = not args.quiet
+    if args.resume:
+        if given or args.out:
+            flags = ", ".join(_flag(k) for k in sorted(given) + (["out"] if args.out else []))
+            raise UsageError(f"--resume continues a run with its saved settings; drop {flags}")
+        run = training.resume(args.resume, algo=args.algo, progress=progress)
+    else:
+        if "env" not in given:
+            raise UsageError("the --env flag is required (see: bellman list envs)")
+        settings = {k: v for k, v in given.items() if k in setting_names}
+        overrides = {k: v for k, v in given.items() if k in config_names}
+        env = settings.pop("env")
+        run = training.train(
+            info.name, env, out=args.out, progress=progress, **settings, **overrides
+        )
+    if progress:
+        print_result(run.summary)
+    print(run.run_dir)
+    return 0
+
+
+def print_result(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{summary['algo']} on {summary['env']} ({summary['backend']}), "
+        f"{summary['steps']:,} steps per seed",
+        title_justify="left",
+    )
+    table.add_column("seed", justify="right")
+    table.add_column(f"greedy return ({summary['eval_episodes']} episodes)", justify="right")
+    for i, value in enumerate(summary["final_return_per_seed"]):
+        table.add_row(str(i), f"{value:.2f}")
+    if summary["seeds"] > 1:
+        table.add_row(
+            "mean",
+            f"{summary['final_return_mean']:.2f} ± {summary['final_return_std']:.2f}",
+            style="bold",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"wall {summary['wall_s']:.1f} s (compile {summary['compile_s']:.1f} s, "
+        f"train {summary['train_s']:.1f} s), {summary['steps_per_s']:,.0f} env steps/s "
+        f"over all seeds"
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bellman.experiment.evaluate import evaluate_run
+
+    if args.episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    result = evaluate_run(
+        args.run_dir,
+        episodes=args.episodes,
+        backend=args.backend,
+        video=args.video,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['algo']} on {result['env']} ({result['backend']}): greedy return "
+        f"{result['return_mean']:.2f} ± {result['return_std']:.2f} over {result['seeds']} "
+        f"seed(s), {result['episodes']} episodes each"
+    )
+    for i, value in enumerate(result["return_per_seed"]):
+        print(f"  seed {i}: {value:.2f}")
+    if result["video"]:
+        print(f"video: {result['video']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bellman.envs import list_envs
+
+    if args.what in (None, "algos"):
+        print("algorithms:")
+        for info in algos.ALGOS.values():
+            print(f"  {info.name:12s} {info.summary}")
+    if args.what in (None, "envs"):
+        envs = list_envs()
+        print("environments, compiled backend (JAX; trained in one XLA program):")
+        for env_id in envs["compiled"]:
+            print(f"  {env_id}")
+        print("environments, gymnasium backend (any registered id, or module:Class):")
+        for env_id in envs["gymnasium"]:
+            print(f"  {env_id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _check_algo_name(argv)
+        args = build_parser().parse_args(argv)
+        handler = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}[args.command]
+        return handler(args)
+    except BellmanError as exc:
+        from bellman.experiment.train import Interrupted
+
+        print(f"bellman: error: {exc}", file=sys.stderr)
+        if isinstance(exc, Interrupted):
+            return 130
+        return 2 if isinstance(exc, (UsageError, *USAGE_ERRORS)) else 1
+    except KeyboardInterrupt:
+        print("bellman: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

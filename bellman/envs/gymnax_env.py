@@ -1,0 +1,103 @@
+"""A thin adapter from gymnax (>= 1.0) environments to bellman's JAX env protocol.
+
+gymnax 1.0 already separates `terminated` from `truncated`, auto-resets, and returns the true last
+observation as `info["final_observation"]`; this adapter only renames fields and describes spaces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bellman.envs.core import TimeStep
+from bellman.envs.spaces import ActionSpace, Box, Discrete, EnvSpec, Other
+
+# gymnax's registered ids, listed here so that naming an env does not import gymnax (which
+# imports matplotlib and seaborn, seconds on a small machine); a test checks the list.
+GYMNAX_IDS: tuple[str, ...] = (
+    "CartPole-v1",
+    "Pendulum-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+    "Asterix-MinAtar",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Catch-bsuite",
+    "DeepSea-bsuite",
+    "MemoryChain-bsuite",
+    "UmbrellaChain-bsuite",
+    "DiscountingChain-bsuite",
+    "MNISTBandit-bsuite",
+    "SimpleBandit-bsuite",
+    "FourRooms-misc",
+    "MetaMaze-misc",
+    "PointRobot-misc",
+    "BernoulliBandit-misc",
+    "GaussianBandit-misc",
+    "Reacher-misc",
+    "Swimmer-misc",
+    "Pong-misc",
+    "FrozenLake-misc",
+)
+
+
+def _action_space(space: Any) -> ActionSpace:
+    from gymnax.environments import spaces as gx_spaces
+
+    if isinstance(space, gx_spaces.Discrete):
+        return Discrete(int(space.n))
+    if isinstance(space, gx_spaces.Box):
+        shape = tuple(int(d) for d in space.shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float64), shape).ravel()
+        high = np.broadcast_to(np.asarray(space.high, np.float64), shape).ravel()
+        return Box(shape, tuple(low.tolist()), tuple(high.tolist()))
+    return Other(type(space).__name__)
+
+
+class GymnaxEnv:
+    """A gymnax environment with its default parameters, as a bellman `JaxEnv`."""
+
+    def __init__(self, env_id: str, **params: Any):
+        import gymnax
+
+        self._env, default_params = gymnax.make(env_id)
+        self._params = default_params.replace(**params) if params else default_params
+        action_space = _action_space(self._env.action_space(self._params))
+        obs_space = self._env.observation_space(self._params)
+        max_steps = getattr(self._params, "max_steps_in_episode", None)
+        self.spec = EnvSpec(
+            id=env_id,
+            obs_shape=tuple(int(d) for d in obs_space.shape),
+            obs_dtype="float32",
+            action_space=action_space,
+            max_episode_steps=int(max_steps) if max_steps is not None else None,
+        )
+
+    def _obs(self, obs: jax.Array) -> jax.Array:
+        return jnp.asarray(obs, jnp.float32).reshape(self.spec.obs_shape)
+
+    def reset(self, key: jax.Array) -> tuple[Any, TimeStep]:
+        obs, state = self._env.reset(key, self._params)
+        obs = self._obs(obs)
+        false = jnp.zeros((), bool)
+        return state, TimeStep(obs, jnp.zeros((), jnp.float32), false, false, obs, {})
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array) -> tuple[Any, TimeStep]:
+        obs, state, reward, terminated, truncated, info = self._env.step(
+            key, state, action, self._params
+        )
+        timestep = TimeStep(
+            obs=self._obs(obs),
+            reward=jnp.asarray(reward, jnp.float32).reshape(()),
+            terminated=jnp.asarray(terminated, bool).reshape(()),
+            truncated=jnp.asarray(truncated, bool).reshape(()),
+            final_obs=self._obs(info["final_observation"]),
+            info={},
+        )
+        return state, timestep

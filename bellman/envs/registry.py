@@ -1,0 +1,137 @@
+"""Env ids to environments: a JAX implementation when one exists, else gymnasium.
+
+- `compiled` backend: gymnax's envs and bellman's own JAX envs, trained in one XLA program.
+- `gymnasium` backend: any registered gymnasium id, or `module:Class` for a user's own env.
+`--backend auto` (the default) picks the compiled backend whenever the id has a JAX implementation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from bellman.envs import probes
+from bellman.envs.core import JaxEnv
+from bellman.envs.gymnasium_env import EnvFactory, make_single, spec_of
+from bellman.envs.gymnax_env import GYMNAX_IDS, GymnaxEnv
+from bellman.envs.spaces import EnvSpec
+from bellman.errors import EnvError, UnknownNameError, closest
+
+Backend = Literal["auto", "compiled", "gymnasium"]
+BACKENDS: tuple[str, ...] = ("auto", "compiled", "gymnasium")
+
+
+def _gymnax(env_id: str) -> Callable[[], JaxEnv]:
+    return lambda: GymnaxEnv(env_id)
+
+
+JAX_ENVS: dict[str, Callable[[], JaxEnv]] = {
+    **{env_id: _gymnax(env_id) for env_id in GYMNAX_IDS},
+    **probes.PROBES,
+}
+
+
+@dataclass
+class ResolvedEnv:
+    """An env id resolved to one backend, with what the runners need to build it."""
+
+    id: str
+    backend: Literal["compiled", "gymnasium"]
+    spec: EnvSpec
+    jax_env: JaxEnv | None = None
+    make_gym: EnvFactory | None = None
+    """Creates one gymnasium env (host backend, or the gymnasium twin of a JAX env, if any)."""
+
+
+def gymnasium_ids() -> list[str]:
+    return sorted(gym.registry.keys())
+
+
+def _user_factory(env_id: str) -> EnvFactory:
+    module_name, _, attr = env_id.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules of the current project
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EnvError(f"cannot import module '{module_name}' for env '{env_id}': {exc}") from None
+    target: Any = getattr(module, attr, None)
+    if inspect.isclass(target) and issubclass(target, gym.Env):
+        return lambda **kwargs: target(**kwargs)
+    if target is None and attr in gym.registry:
+        return lambda **kwargs: gym.make(attr, **kwargs)
+    if callable(target):
+        return lambda **kwargs: target(**kwargs)
+    names = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, gym.Env)]
+    raise UnknownNameError(
+        f"module '{module_name}' has no gymnasium env or registered id '{attr}'"
+        + closest(attr, names + gymnasium_ids())
+    )
+
+
+def _unknown(env_id: str) -> UnknownNameError:
+    return UnknownNameError(
+        f"unknown environment '{env_id}'" + closest(env_id, [*JAX_ENVS, *gymnasium_ids()])
+    )
+
+
+def gymnasium_factory(env_id: str) -> EnvFactory:
+    """A function creating one gymnasium env for `env_id` (a registered id or `module:Class`)."""
+    if ":" in env_id:
+        return _user_factory(env_id)
+    if env_id not in gym.registry:
+        raise _unknown(env_id)
+    return lambda **kwargs: gym.make(env_id, **kwargs)
+
+
+def probe_gymnasium(env_id: str, factory: EnvFactory) -> EnvSpec:
+    """Create the env once to read its spaces, turning its failures into one clear sentence."""
+    try:
+        env = make_single(factory)
+    except gym.error.DependencyNotInstalled as exc:
+        raise EnvError(f"environment '{env_id}' needs a missing dependency: {exc}") from None
+    except (gym.error.Error, TypeError, ValueError, ImportError, OSError) as exc:
+        raise EnvError(f"cannot create environment '{env_id}': {exc}") from None
+    try:
+        return spec_of(env_id, env)
+    finally:
+        env.close()
+
+
+def resolve(env_id: str, backend: str = "auto") -> ResolvedEnv:
+    """Resolve `env_id` for `backend` ('auto', 'compiled' or 'gymnasium')."""
+    if backend not in BACKENDS:
+        raise UnknownNameError(f"unknown backend '{backend}'" + closest(backend, BACKENDS))
+    twin = env_id in gym.registry or ":" in env_id
+    if backend in ("auto", "compiled") and env_id in JAX_ENVS:
+        env = JAX_ENVS[env_id]()
+        make_gym = gymnasium_factory(env_id) if twin else None
+        return ResolvedEnv(env_id, "compiled", env.spec, jax_env=env, make_gym=make_gym)
+    if backend == "compiled":
+        if twin:
+            raise EnvError(
+                f"environment '{env_id}' has no JAX implementation; "
+                "train it with --backend gymnasium"
+            )
+        raise _unknown(env_id)
+    factory = gymnasium_factory(env_id)
+    return ResolvedEnv(env_id, "gymnasium", probe_gymnasium(env_id, factory), make_gym=factory)
+
+
+def list_envs() -> dict[str, list[str]]:
+    """Env ids per backend, for `bellman list envs`."""
+    return {"compiled": sorted(JAX_ENVS), "gymnasium": gymnasium_ids()}
+
+
+def render_kwargs() -> dict[str, Any]:
+    """Keyword arguments that make a gymnasium env render frames off-screen."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    return {"render_mode": "rgb_array"}

@@ -1,0 +1,46 @@
+"""Errors a user can cause, each carrying one clear sentence for the command line."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BellmanError(Exception):
+    """A mistake in the input or the run directory; the CLI prints it and exits non-zero."""
+
+
+class ConfigError(BellmanError):
+    """A setting out of range or inconsistent with another; raised before anything compiles."""
+
+
+class UnknownNameError(BellmanError):
+    """An algorithm or environment name that bellman cannot resolve."""
+
+
+class EnvError(BellmanError):
+    """An environment that cannot be created or that the algorithm cannot handle."""
+
+
+class RunDirError(BellmanError):
+    """A run directory that is missing, not a bellman run, or already in use."""
+
+
+class CheckpointError(BellmanError):
+    """A checkpoint that is truncated, corrupted or does not match the run's settings."""
+
+
+class TrainingDiverged(BellmanError):
+    """The loss or the parameters became NaN or infinite; the last good checkpoint is kept."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """A ' (did you mean: a, b?)' suffix naming the candidates closest to `name`, or ''."""
+    pool = list(candidates)
+    by_lower = {c.lower(): c for c in pool}
+    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)
+    if not matches:
+        matches = [c.lower() for c in pool if name.lower() in c.lower()][:n]
+    if not matches:
+        return ""
+    return " (did you mean: " + ", ".join(by_lower[m] for m in matches) + "?)"

@@ -1,0 +1,414 @@
+"""The training driver: settings -> run directory -> compiled chunks with logging in between.
+
+    for each chunk of updates:                          (one compiled call for all seeds)
+        state, results = runner.run_chunk(state, update)
+        stop on a NaN loss (the last good checkpoint stays)
+        log metrics, update the progress bar
+        evaluate the greedy policy now and then
+        checkpoint now and then
+    final checkpoint, final greedy evaluation, summary.json, learning_curve.png
+
+`summary.json` holds: algo, env, backend, steps (per seed), seeds, seed, final_return_mean (mean
+over seeds of the greedy policy's mean return over `eval_episodes` episodes after training),
+final_return_std (over seeds), final_return_per_seed, eval_episodes, wall_s (the whole call),
+compile_s, train_s (the chunks alone), steps_per_s (env steps of all seeds per second of
+train_s), steps_per_s_per_seed, resumed, run_dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import jax
+import numpy as np
+
+from bellman import algos, jax_setup
+from bellman import config as cfg
+from bellman.envs import registry
+from bellman.errors import BellmanError, RunDirError, TrainingDiverged
+from bellman.experiment import checkpoint as ckpt
+from bellman.experiment.logger import MetricsLogger
+from bellman.experiment.plots import learning_curve
+from bellman.experiment.progress import TrainingProgress
+from bellman.experiment.rundir import CURVE, RunDir
+from bellman.experiment.settings import Plan, RunSettings
+from bellman.runners.common import Runner, seed_keys
+from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
+from bellman.runners.onpolicy import CompiledOnPolicy
+from bellman.runners.onpolicy_host import HostOnPolicy
+
+KEEP_CHECKPOINTS = 2
+
+
+class Interrupted(BellmanError):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+
+@dataclass
+class Run:
+    """A finished training run."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    config: Any
+    """The algorithm's config."""
+    settings: RunSettings
+    algo_state: Any
+    """The final algorithm state of every seed (leading axis: seed)."""
+    metrics: list[dict[str, Any]]
+    """The records of metrics.jsonl."""
+
+    @property
+    def params(self) -> Any:
+        return self.algo_state.params
+
+    @property
+    def final_return(self) -> float:
+        return float(self.summary["final_return_mean"])
+
+
+def default_run_dir(algo: str, env: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    safe_env = "".join(c if c.isalnum() or c in "-_." else "-" for c in env)
+    return Path("runs") / f"{algo}-{safe_env}-{stamp}"
+
+
+def eval_keys(seed: int, seeds: int, update: int) -> jax.Array:
+    """Keys of a greedy evaluation after `update` updates, independent of training's keys."""
+    return jax.vmap(lambda k: jax.random.fold_in(k, 1_000_003 + update))(seed_keys(seed, seeds))
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask the loop to stop at the next chunk boundary; a second SIGINT aborts."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One `bellman train` (new or resumed): owns the run directory, runner and logs."""
+
+    def __init__(
+        self,
+        algo_name: str,
+        settings: RunSettings,
+        config: Any,
+        run_dir: RunDir,
+        resolved: registry.ResolvedEnv,
+        plan: Plan,
+        progress: bool,
+    ):
+        self.info = algos.get(algo_name)
+        self.settings, self.config, self.run_dir = settings, config, run_dir
+        self.env, self.plan, self.show_progress = resolved, plan, progress
+        common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
+        self.runner: Runner
+        if resolved.backend == "compiled":
+            assert resolved.jax_env is not None
+            self.runner = CompiledOnPolicy(self.info.module, config, resolved.jax_env, *common)
+        else:
+            self.runner = HostOnPolicy(self.info.module, config, resolved, *common)
+        self.evaluator = None
+        if resolved.backend == "compiled":
+            assert resolved.jax_env is not None
+            self.evaluator = JaxEvaluator(
+                self.info.module, config, resolved.jax_env, settings.eval_episodes, settings.seeds
+            )
+
+    # ----- pieces of the loop -----
+    def compile(self) -> float:
+        """Compile the chunk program and the evaluator, one after the other.
+
+        (Not in threads: compiling in one thread while another executes can deadlock XLA's CPU
+        client.)
+        """
+        start = time.perf_counter()
+        self.runner.compile()
+        if self.evaluator is not None:
+            template = self.runner.checkpoint_templates()["algo"]
+            self.evaluator.compile(template)
+        return time.perf_counter() - start
+
+    def evaluate(self, algo_state: Any, update: int) -> np.ndarray:
+        """Greedy returns `[seeds, eval_episodes]`."""
+        s = self.settings
+        if self.evaluator is not None:
+            returns, _ = self.evaluator(algo_state, eval_keys(s.seed, s.seeds, update))
+            return returns
+        assert self.env.make_gym is not None
+        returns, _ = evaluate_gymnasium(
+            self.info.module,
+            self.config,
+            self.runner.spec,
+            self.env.id,
+            self.env.make_gym,
+            algo_state,
+            s.eval_episodes,
+            seed=eval_env_seed(s.seed, update),
+        )
+        return returns
+
+    def save_checkpoint(self, state: Any, update: int) -> Path:
+        path = ckpt.path_for(self.run_dir.checkpoints, update)
+        meta = {"update": update, "step": update * self.plan.steps_per_update}
+        ckpt.save(path, self.runner.checkpoint_parts(state), meta)
+        ckpt.prune(self.run_dir.checkpoints, KEEP_CHECKPOINTS)
+        return path
+
+    def restore(self) -> tuple[Any, int]:
+        """The newest checkpoint's state and update, or a fresh state at update 0."""
+        found = ckpt.list_checkpoints(self.run_dir.checkpoints)
+        if not found:
+            return self.runner.init_state(), 0
+        update, path = found[-1]
+        parts, _ = ckpt.load(path, self.runner.checkpoint_templates())
+        return self.runner.from_checkpoint_parts(parts, update), update
+
+    def last_checkpoint(self) -> str:
+        found = ckpt.list_checkpoints(self.run_dir.checkpoints)
+        return str(found[-1][1]) if found else "none was written yet"
+
+    # ----- the loop -----
+    def run(self, start_time: float, resumed: bool) -> Run:
+        s, plan = self.settings, self.plan
+        label = f"{self.info.name} {self.env.id} x{s.seeds}"
+        with TrainingProgress(plan.total_steps, label, self.show_progress) as bar:
+            compile_s = self.compile()
+            state, update = self.restore()
+            first_update = update
+            if update:
+                self.run_dir.truncate_metrics(update)
+            elif not ckpt.list_checkpoints(self.run_dir.checkpoints):
+                self.save_checkpoint(state, 0)  # a good checkpoint exists from the start
+            logger = MetricsLogger(self.run_dir.path, purge_step=update * plan.steps_per_update)
+            bar.update(update * plan.steps_per_update, 0.0, math.nan)
+            train_s = 0.0
+            chunk_index = update // plan.chunk_updates
+            last_saved = update
+            try:
+                with _StopRequest() as stop:
+                    while update < plan.total_updates:
+                        begin = time.perf_counter()
+                        state, result = self.runner.run_chunk(state, update)
+                        elapsed = time.perf_counter() - begin
+                        train_s += elapsed
+                        update += result.updates
+                        chunk_index += 1
+                        step = update * plan.steps_per_update
+                        self._check_finite(result.metrics, step)
+                        record: dict[str, Any] = {
+                            "step": step,
+                            "update": update,
+                            "time_s": time.perf_counter() - start_time,
+                            "steps_per_s": result.updates
+                            * plan.steps_per_update
+                            * s.seeds
+                            / max(elapsed, 1e-9),
+                            "episodes": result.episodes,
+                            "episode_return": result.episode_return,
+                            "episode_length": result.episode_length,
+                            **result.metrics,
+                        }
+                        finished = update >= plan.total_updates
+                        if (
+                            plan.eval_chunks
+                            and chunk_index % plan.eval_chunks == 0
+                            and not finished
+                        ):
+                            record["eval_return"] = self.evaluate(
+                                self.runner.algo_state(state), update
+                            ).mean(axis=1)
+                        logger.log(record)
+                        recent = (
+                            float(np.nanmean(result.episode_return))
+                            if np.isfinite(result.episode_return).any()
+                            else math.nan
+                        )
+                        bar.update(step, record["steps_per_s"] / s.seeds, recent)
+                        if chunk_index % plan.checkpoint_chunks == 0 or stop.signal is not None:
+                            self.save_checkpoint(state, update)
+                            last_saved = update
+                        if stop.signal is not None and not finished:
+                            raise Interrupted(
+                                f"stopped by signal {stop.signal} at step {step:,}; the run is "
+                                f"saved: continue it with bellman train {self.info.name} "
+                                f"--resume {self.run_dir.path}"
+                            )
+                if last_saved != update:
+                    self.save_checkpoint(state, update)
+                bar.status("evaluating...")
+                final = self.evaluate(self.runner.algo_state(state), update)
+                logger.log(
+                    {
+                        "step": update * plan.steps_per_update,
+                        "update": update,
+                        "eval_return": final.mean(axis=1),
+                    }
+                )
+            finally:
+                logger.close()
+                self.runner.close()
+        metrics = self.run_dir.read_metrics()
+        learning_curve(metrics, self.run_dir.path / CURVE, f"{self.info.name} on {self.env.id}")
+        per_seed = final.mean(axis=1)
+        wall_s = time.perf_counter() - start_time
+        steps_trained = (update - first_update) * plan.steps_per_update
+        summary = {
+            "algo": self.info.name,
+            "env": self.env.id,
+            "backend": self.env.backend,
+            "steps": plan.total_steps,
+            "seeds": s.seeds,
+            "seed": s.seed,
+            "final_return_mean": float(per_seed.mean()),
+            "final_return_std": float(per_seed.std()),
+            "final_return_per_seed": per_seed.tolist(),
+            "eval_episodes": s.eval_episodes,
+            "wall_s": wall_s,
+            "compile_s": compile_s,
+            "train_s": train_s,
+            "steps_per_s": steps_trained * s.seeds / max(train_s, 1e-9),
+            "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),
+            "resumed": resumed,
+            "run_dir": str(self.run_dir.path),
+        }
+        self.run_dir.write_summary(summary)
+        return Run(
+            run_dir=self.run_dir.path,
+            summary=summary,
+            config=self.config,
+            settings=s,
+            algo_state=jax.device_get(self.runner.algo_state(state)),
+            metrics=metrics,
+        )
+
+    def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
+        bad = sorted({i for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
+        if bad:
+            names = sorted(k for k, v in metrics.items() if not np.isfinite(v).all())
+            raise TrainingDiverged(
+                f"training diverged before step {step:,}: {', '.join(names)} became NaN or "
+                f"infinite for seed(s) {', '.join(map(str, bad))}; the last good checkpoint is "
+                f"kept ({self.last_checkpoint()}); try a lower learning rate"
+            )
+
+
+def eval_env_seed(seed: int, update: int) -> int:
+    """A gymnasium seed for the evaluation after `update` updates."""
+    return int(np.random.SeedSequence([seed, update, 7]).generate_state(1)[0])
+
+
+def _record(algo: str, settings: RunSettings, config: Any, resolved: Any, plan: Plan) -> dict:
+    return {
+        "algo": algo,
+        "env": settings.env,
+        "backend": resolved.backend,
+        "settings": cfg.to_dict(settings),
+        "config": cfg.to_dict(config),
+        "plan": dataclasses.asdict(plan),
+    }
+
+
+def train(
+    algo: str,
+    env: str,
+    *,
+    steps: int | None = None,
+    seeds: int = 1,
+    seed: int = 0,
+    backend: str = "auto",
+    out: str | Path | None = None,
+    eval_episodes: int = 20,
+    evals: int = 10,
+    log_every: int | None = None,
+    checkpoint_every: int | None = None,
+    progress: bool = True,
+    config: Any = None,
+    **overrides: Any,
+) -> Run:
+    """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
+
+    `config` is the algorithm's config (default: its defaults); `overrides` replace single fields,
+    e.g. `learning_rate=1e-3`. Everything is checked before anything compiles.
+    """
+    start = time.perf_counter()
+    jax_setup.enable_compilation_cache()
+    info = algos.get(algo)
+    settings = cfg.with_overrides(
+        RunSettings(env=env),
+        {
+            "steps": steps,
+            "seeds": seeds,
+            "seed": seed,
+            "backend": backend,
+            "eval_episodes": eval_episodes,
+            "evals": evals,
+            "log_every": log_every,
+            "checkpoint_every": checkpoint_every,
+        },
+    )
+    settings.validate()
+    algo_config = cfg.with_overrides(config or info.module.Config(), overrides)
+    algo_config.validate()
+    resolved = registry.resolve(env, settings.backend)
+    info.module.check_env(algo_config, resolved.spec)
+    budget = settings.steps or info.module.DEFAULT_STEPS
+    steps_per_update = algo_config.num_envs * algo_config.num_steps
+    plan = Plan.make(settings, budget, steps_per_update)
+    run_dir = RunDir.create(
+        Path(out) if out is not None else default_run_dir(info.name, env),
+        _record(info.name, settings, algo_config, resolved, plan),
+    )
+    trainer = Trainer(info.name, settings, algo_config, run_dir, resolved, plan, progress)
+    return trainer.run(start, resumed=False)
+
+
+def resume(run_dir: str | Path, *, algo: str | None = None, progress: bool = True) -> Run:
+    """Continue a stopped or killed run from its newest checkpoint, with its saved settings."""
+    start = time.perf_counter()
+    jax_setup.enable_compilation_cache()
+    rd = RunDir.open(Path(run_dir))
+    record = rd.config
+    if algo is not None and algos.get(algo).name != record["algo"]:
+        raise RunDirError(
+            f"{rd.path} is a {record['algo']} run; resume it with bellman train "
+            f"{record['algo']} --resume {rd.path}"
+        )
+    summary = rd.summary()
+    if summary is not None:
+        raise RunDirError(f"{rd.path} has already finished; its result is in summary.json")
+    info = algos.get(record["algo"])
+    try:
+        settings = cfg.with_overrides(RunSettings(env=record["env"]), record["settings"])
+        algo_config = cfg.with_overrides(info.module.Config(), record["config"])
+        plan = Plan(**record["plan"])
+    except (KeyError, TypeError):
+        raise RunDirError(f"{rd.path}/config.json is not a complete bellman config") from None
+    resolved = registry.resolve(settings.env, record["backend"])
+    trainer = Trainer(info.name, settings, algo_config, rd, resolved, plan, progress)
+    return trainer.run(start, resumed=True)

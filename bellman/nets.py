@@ -1,0 +1,83 @@
+"""Networks shared by the algorithms (Flax linen)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def orthonormal_columns(a: jax.Array) -> jax.Array:
+    """The Q of a = QR with diag(R) > 0, for a `[m, n]` matrix with m >= n.
+
+    Gram-Schmidt with re-orthogonalisation ("twice is enough"), in plain XLA operations. JAX's
+    `jnp.linalg.qr` calls LAPACK, which under `vmap` splits the batch over XLA's CPU thread pool
+    and waits for it from a pool thread: with as few threads as a small machine has, that can
+    deadlock. Initialising the networks of many seeds at once is exactly that case.
+    """
+    m, n = a.shape
+
+    def column(j: jax.Array, q: jax.Array) -> jax.Array:
+        v = a[:, j]
+        for _ in range(2):
+            v = v - q @ (q.T @ v)  # columns >= j of q are still zero
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros((m, n), a.dtype))
+
+
+def orthogonal(scale: float = 1.0) -> nn.initializers.Initializer:
+    """Orthogonal initialisation (Saxe et al., 2014), the same matrices as flax's `orthogonal`
+    for the same key, computed without LAPACK (see `orthonormal_columns`)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        n_cols = shape[-1]
+        n_rows = math.prod(shape) // n_cols
+        transpose = n_rows < n_cols
+        matrix_shape = (n_cols, n_rows) if transpose else (n_rows, n_cols)
+        q = orthonormal_columns(jax.random.normal(key, matrix_shape, dtype))
+        if transpose:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
+ACTIVATIONS = {
+    "tanh": nn.tanh,
+    "relu": nn.relu,
+    "leaky_relu": nn.leaky_relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+}
+
+
+class MLP(nn.Module):
+    """Fully connected layers with orthogonal initialisation (Saxe et al., 2014).
+
+    Hidden layers use gain sqrt(2) and zero bias, the output layer gain `out_scale`, as in the
+    PPO implementation studies (Engstrom et al., 2020; Andrychowicz et al., 2021).
+    """
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2.0)))(x)
+            x = act(x)
+        return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
+
+
+def flatten_obs(obs: jax.Array, obs_shape: tuple[int, ...]) -> jax.Array:
+    """Flatten the observation axes of `[..., *obs_shape]` into one feature axis, as float32."""
+    batch_shape = obs.shape[: obs.ndim - len(obs_shape)]
+    return obs.reshape((*batch_shape, -1)).astype(jnp.float32)

@@ -1,0 +1,1 @@
+"""Small pure functions with a paper-level name: returns, advantages, normalisation."""

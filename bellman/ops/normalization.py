@@ -1,0 +1,47 @@
+"""Running mean and variance of observations (Chan et al.'s parallel update), for normalisation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+class RunningMeanStd(struct.PyTreeNode):
+    """Statistics of everything seen so far; `count` starts at a tiny value to avoid 0/0."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, shape: tuple[int, ...]) -> RunningMeanStd:
+        return cls(
+            mean=jnp.zeros(shape, jnp.float32),
+            var=jnp.ones(shape, jnp.float32),
+            count=jnp.asarray(1e-4, jnp.float32),
+        )
+
+
+def update(stats: RunningMeanStd, batch: jax.Array) -> RunningMeanStd:
+    """Merge a batch `[N, *shape]` (any number of leading axes) into the statistics."""
+    shape = stats.mean.shape
+    x = batch.reshape((-1, *shape)).astype(jnp.float32)
+    batch_mean = x.mean(axis=0)
+    batch_var = x.var(axis=0)
+    batch_count = jnp.asarray(x.shape[0], jnp.float32)
+    delta = batch_mean - stats.mean
+    total = stats.count + batch_count
+    mean = stats.mean + delta * batch_count / total
+    m2 = (
+        stats.var * stats.count
+        + batch_var * batch_count
+        + delta**2 * stats.count * batch_count / total
+    )
+    return RunningMeanStd(mean=mean, var=m2 / total, count=total)
+
+
+def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0) -> jax.Array:
+    """(x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]."""
+    z = (x.astype(jnp.float32) - stats.mean) / jnp.sqrt(stats.var + 1e-8)
+    return jnp.clip(z, -clip, clip)

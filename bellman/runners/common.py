@@ -1,0 +1,98 @@
+"""What every runner shares: per-seed keys and the summary of a chunk of updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+EPISODE_KEYS = ("episodes", "episode_return_sum", "episode_length_sum")
+
+
+def seed_keys(seed: int, seeds: int) -> jax.Array:
+    """`[seeds, 2]` independent PRNG keys: seed i gets fold_in(PRNGKey(seed), i)."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(seeds))
+
+
+def seed_sharding(seeds: int) -> tuple[NamedSharding, NamedSharding]:
+    """Shard a leading seed axis over as many devices as divide `seeds` (one per CPU core, see
+    `bellman.jax_setup`); returns (sharded, replicated)."""
+    devices = jax.devices()
+    count = max(d for d in range(1, len(devices) + 1) if seeds % d == 0)
+    mesh = Mesh(np.array(devices[:count]), ("seed",))
+    return NamedSharding(mesh, PartitionSpec("seed")), NamedSharding(mesh, PartitionSpec())
+
+
+@dataclass
+class ChunkResult:
+    """A chunk of updates, summarised per seed (arrays are `[seeds]`)."""
+
+    updates: int
+    """Updates the chunk ran."""
+    metrics: dict[str, np.ndarray]
+    """The algorithm's metrics, averaged over the chunk's updates."""
+    episodes: np.ndarray
+    """Training episodes that ended in the chunk."""
+    episode_return: np.ndarray
+    """Their mean undiscounted return (NaN where none ended)."""
+    episode_length: np.ndarray
+
+
+class Runner(Protocol):
+    """What the training driver needs from a runner (compiled or host).
+
+    A runner owns the interaction loop; its state is opaque to the driver, which only passes it
+    back, checkpoints it through `checkpoint_parts`, and reads the algorithm's part of it.
+    """
+
+    backend: str
+    spec: Any
+
+    @property
+    def steps_per_update(self) -> int: ...
+
+    def init_state(self) -> Any: ...
+
+    def compile(self) -> float:
+        """Compile ahead of time; returns the seconds it took."""
+        ...
+
+    def run_chunk(self, state: Any, first_update: int) -> tuple[Any, ChunkResult]: ...
+
+    def algo_state(self, state: Any) -> Any: ...
+
+    def checkpoint_parts(self, state: Any) -> dict[str, Any]: ...
+
+    def checkpoint_templates(self) -> dict[str, Any]: ...
+
+    def from_checkpoint_parts(self, parts: dict[str, Any], first_update: int) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def reduce_metrics(metrics: dict[str, Any], valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Average `[seeds, C]` metrics over the chunk's valid updates."""
+    out = {}
+    for name, value in metrics.items():
+        if name in EPISODE_KEYS:
+            continue
+        value = np.asarray(value, np.float64)
+        out[name] = value[:, valid].mean(axis=1)
+    return out
+
+
+def episode_means(metrics: dict[str, Any], valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean return and length of the episodes that ended in the chunk, per seed."""
+    total = lambda name: np.asarray(metrics[name], np.float64)[:, valid].sum(axis=1)
+    count = total("episodes")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "episodes": count,
+            "episode_return": np.where(count > 0, total("episode_return_sum") / count, np.nan),
+            "episode_length": np.where(count > 0, total("episode_length_sum") / count, np.nan),
+        }

@@ -1,0 +1,123 @@
+"""Evaluation of the greedy (deterministic) policy on separate episodes, for every seed.
+
+Training returns are those of the exploring policy; the numbers bellman reports as a run's result
+are these: `episodes` fresh episodes per seed with the algorithm's `greedy` action.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bellman.envs.core import JaxEnv
+from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
+from bellman.envs.spaces import Box, EnvSpec
+from bellman.runners.common import seed_sharding
+
+DEFAULT_MAX_STEPS = 100_000
+
+
+def _env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+    space = spec.action_space
+    return space.clip(action) if isinstance(space, Box) and space.bounded else action
+
+
+def evaluate_jax(
+    algo: Any, config: Any, env: JaxEnv, algo_state: Any, key: jax.Array, episodes: int
+) -> tuple[jax.Array, jax.Array]:
+    """Returns and lengths `[episodes]` of one seed's greedy policy, episodes run in parallel.
+
+    Each episode runs until it terminates or is truncated (the env's time limit, or
+    100,000 steps for an env without one).
+    """
+    max_steps = env.spec.max_episode_steps or DEFAULT_MAX_STEPS
+    key, reset_key = jax.random.split(key)
+    env_state, ts = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
+    alive = jnp.ones((episodes,), bool)
+    zeros = jnp.zeros((episodes,), jnp.float32)
+    carry = (env_state, ts.obs, alive, zeros, zeros, key, jnp.zeros((), jnp.int32))
+
+    def running(carry: tuple[Any, ...]) -> jax.Array:
+        alive, t = carry[2], carry[6]
+        return jnp.logical_and(alive.any(), t < max_steps)
+
+    def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        env_state, obs, alive, returns, lengths, key, t = carry
+        key, step_key = jax.random.split(key)
+        action = algo.greedy(config, env.spec, algo_state, obs)
+        env_state, ts = jax.vmap(env.step)(
+            jax.random.split(step_key, episodes), env_state, _env_action(env.spec, action)
+        )
+        returns = returns + jnp.where(alive, ts.reward, 0.0)
+        lengths = lengths + alive
+        alive = jnp.logical_and(alive, ~ts.done)
+        return env_state, ts.obs, alive, returns, lengths, key, t + 1
+
+    _, _, _, returns, lengths, _, _ = jax.lax.while_loop(running, step, carry)
+    return returns, lengths
+
+
+class JaxEvaluator:
+    """`evaluate_jax` for all seeds at once, compiled ahead of time, seeds sharded over cores."""
+
+    def __init__(self, algo: Any, config: Any, env: JaxEnv, episodes: int, seeds: int):
+        self.episodes, self.seeds = episodes, seeds
+        self.sharding, _ = seed_sharding(seeds)
+        fn = functools.partial(evaluate_jax, algo, config, env, episodes=episodes)
+        self._fn = jax.jit(jax.vmap(fn), in_shardings=self.sharding, out_shardings=self.sharding)
+        self._compiled: Any = None
+
+    def compile(self, algo_state_template: Any) -> float:
+        start = time.perf_counter()
+        keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
+        self._compiled = self._fn.lower(algo_state_template, keys).compile()
+        return time.perf_counter() - start
+
+    def __call__(self, algo_state: Any, keys: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Returns and lengths `[seeds, episodes]`."""
+        fn = self._compiled if self._compiled is not None else self._fn
+        algo_state, keys = jax.device_put((algo_state, keys), self.sharding)
+        returns, lengths = fn(algo_state, keys)
+        return np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
+
+
+def evaluate_gymnasium(
+    algo: Any,
+    config: Any,
+    spec: EnvSpec,
+    env_id: str,
+    make_env: EnvFactory,
+    algo_state: Any,
+    episodes: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths `[seeds, episodes]` in gymnasium envs.
+
+    `algo_state` holds all seeds (leading axis). All `seeds * episodes` episodes run side by side,
+    one env each, seeded from `seed`, so one jitted call acts for all of them at every step.
+    """
+    seeds = jax.tree.leaves(algo_state)[0].shape[0]
+    envs = GymnasiumVectorEnv(env_id, make_env, seeds * episodes)
+    greedy = jax.jit(jax.vmap(functools.partial(algo.greedy, config, spec)))
+    returns = np.zeros(seeds * episodes)
+    lengths = np.zeros(seeds * episodes)
+    running = np.ones(seeds * episodes, bool)
+    max_steps = spec.max_episode_steps or DEFAULT_MAX_STEPS
+    try:
+        obs = envs.reset(seed)
+        while running.any() and lengths.max() < max_steps:
+            batch = obs.reshape((seeds, episodes, *spec.obs_shape))
+            action: np.ndarray = np.asarray(greedy(algo_state, batch))
+            ts = envs.step(action.reshape((seeds * episodes, *spec.action_space.shape)))
+            returns += np.where(running, ts.reward, 0.0)
+            lengths += running
+            running &= ~ts.done
+            obs = np.asarray(ts.obs)
+    finally:
+        envs.close()
+    return returns.reshape(seeds, episodes), lengths.reshape(seeds, episodes)

@@ -1,0 +1,224 @@
+"""The host on-policy runner: a gymnasium vector env stepped in Python, jitted `act` and `learn`.
+
+The same algorithm functions as the compiled runner; only the interaction loop differs. With
+`seeds` > 1, one vector env holds `seeds * num_envs` envs and `act`/`learn` are vmapped over seeds,
+so several seeds still cost one jitted call per step.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from bellman.envs.gymnasium_env import GymnasiumVectorEnv
+from bellman.envs.registry import ResolvedEnv
+from bellman.envs.spaces import Discrete
+from bellman.rollout import Rollout
+from bellman.runners.common import ChunkResult, reduce_metrics, seed_keys
+from bellman.runners.onpolicy import OnPolicyAlgorithm
+
+
+class HostState(struct.PyTreeNode):
+    """The part of a host run that lives on the device: `[seeds]` algorithm states and keys."""
+
+    algo: Any
+    key: jax.Array
+
+
+def env_seed(seed: int, first_update: int) -> int:
+    """The gymnasium seed of the envs when (re)starting at `first_update`."""
+    return int(np.random.SeedSequence([seed, first_update]).generate_state(1)[0])
+
+
+class HostOnPolicy:
+    backend = "gymnasium"
+
+    def __init__(
+        self,
+        algo: OnPolicyAlgorithm,
+        config: Any,
+        env: ResolvedEnv,
+        seeds: int,
+        seed: int,
+        total_updates: int,
+        chunk_updates: int,
+    ):
+        assert env.make_gym is not None
+        self.algo, self.config = algo, config
+        self.seeds, self.seed = seeds, seed
+        self.total_updates, self.chunk_updates = total_updates, chunk_updates
+        self.num_envs = config.num_envs
+        self.envs = GymnasiumVectorEnv(env.id, env.make_gym, seeds * config.num_envs)
+        self.spec = spec = self.envs.spec
+        init = lambda key: algo.init(key, config, spec, total_updates)
+        self._init = jax.jit(jax.vmap(init))
+        act = jax.vmap(functools.partial(self._policy_step, algo, config, spec))
+        self._act_fn = jax.jit(act)
+        learn = jax.vmap(functools.partial(self._learn_step, algo, config, spec), in_axes=(0, 1))
+        self._learn_fn = jax.jit(learn, donate_argnums=0)
+        # replaced by the programs compiled ahead of time in `compile`
+        self._act: Any = self._act_fn
+        self._learn: Any = self._learn_fn
+        self.obs = np.zeros((seeds, config.num_envs, *spec.obs_shape), spec.obs_dtype)
+        self._episode_return = np.zeros(seeds * config.num_envs)
+        self._episode_length = np.zeros(seeds * config.num_envs)
+
+    @staticmethod
+    def _policy_step(
+        algo: OnPolicyAlgorithm, config: Any, spec: Any, algo_state: Any, obs: jax.Array, key: Any
+    ) -> tuple[jax.Array, Any, jax.Array]:
+        key, act_key = jax.random.split(key)
+        action, info = algo.act(config, spec, algo_state, obs, act_key)
+        return action, info, key
+
+    @staticmethod
+    def _learn_step(
+        algo: OnPolicyAlgorithm, config: Any, spec: Any, state: HostState, rollout: Rollout
+    ) -> tuple[HostState, dict[str, jax.Array]]:
+        key, learn_key = jax.random.split(state.key)
+        algo_state, metrics = algo.learn(config, spec, state.algo, rollout, learn_key)
+        return HostState(algo_state, key), metrics
+
+    @property
+    def steps_per_update(self) -> int:
+        return int(self.config.num_envs * self.config.num_steps)
+
+    def init_state(self) -> HostState:
+        keys = seed_keys(self.seed, self.seeds)
+        split = jax.vmap(jax.random.split)(keys)
+        state = HostState(self._init(split[:, 0]), split[:, 1])
+        self._reset_envs(0)
+        return state
+
+    def _reset_envs(self, first_update: int) -> None:
+        obs = self.envs.reset(env_seed(self.seed, first_update))
+        self.obs = obs.reshape(self.obs.shape)
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+
+    def _templates(self) -> tuple[Any, Any, Any]:
+        keys = seed_keys(self.seed, self.seeds)
+        algo = jax.eval_shape(self._init, keys)
+        obs = jax.ShapeDtypeStruct(self.obs.shape, self.obs.dtype)
+        action, info, _ = jax.eval_shape(self._act_fn, algo, obs, keys)
+        t = self.config.num_steps
+        over_time = lambda x: jax.ShapeDtypeStruct((t, *x.shape), x.dtype)
+        flags = jax.ShapeDtypeStruct((t, self.seeds, self.num_envs), bool)
+        fields: dict[str, Any] = {
+            "obs": over_time(obs),
+            "action": over_time(action),
+            "reward": jax.ShapeDtypeStruct((t, self.seeds, self.num_envs), jnp.float32),
+            "terminated": flags,
+            "truncated": flags,
+            "next_obs": over_time(obs),
+            "policy_info": jax.tree.map(over_time, info),
+        }
+        return HostState(algo, keys), obs, Rollout(**fields)
+
+    def state_template(self) -> HostState:
+        return self._templates()[0]
+
+    def compile(self) -> float:
+        start = time.perf_counter()
+        state, obs, rollout = self._templates()
+        self._act = self._act_fn.lower(state.algo, obs, state.key).compile()
+        self._learn = self._learn_fn.lower(state, rollout).compile()
+        return time.perf_counter() - start
+
+    def _collect(self, state: HostState) -> tuple[HostState, Rollout, dict[str, np.ndarray]]:
+        cfg, spec = self.config, self.spec
+        t_max, shape = cfg.num_steps, (self.seeds, self.num_envs)
+        obs_buf = np.zeros((t_max, *self.obs.shape), self.obs.dtype)
+        next_obs_buf = np.zeros_like(obs_buf)
+        action_dtype = np.int32 if isinstance(spec.action_space, Discrete) else np.float32
+        action_buf = np.zeros((t_max, *shape, *spec.action_space.shape), action_dtype)
+        reward_buf = np.zeros((t_max, *shape), np.float32)
+        terminated_buf = np.zeros((t_max, *shape), bool)
+        truncated_buf = np.zeros((t_max, *shape), bool)
+        infos = []
+        episodes = np.zeros(self.seeds)
+        return_sum = np.zeros(self.seeds)
+        length_sum = np.zeros(self.seeds)
+        key = state.key
+        for t in range(t_max):
+            action, info, key = self._act(state.algo, self.obs, key)
+            action, info = jax.device_get((action, info))
+            action = np.asarray(action)
+            ts = self.envs.step(action.reshape((-1, *spec.action_space.shape)))
+            obs_buf[t] = self.obs
+            action_buf[t] = action
+            reward_buf[t] = ts.reward.reshape(shape)
+            terminated_buf[t] = ts.terminated.reshape(shape)
+            truncated_buf[t] = ts.truncated.reshape(shape)
+            next_obs_buf[t] = ts.final_obs.reshape(self.obs.shape)
+            infos.append(info)
+            self.obs = np.asarray(ts.obs).reshape(self.obs.shape)
+            self._episode_return += ts.reward
+            self._episode_length += 1
+            done = ts.done
+            if done.any():
+                seed_of = np.flatnonzero(done) // self.num_envs
+                np.add.at(episodes, seed_of, 1)
+                np.add.at(return_sum, seed_of, self._episode_return[done])
+                np.add.at(length_sum, seed_of, self._episode_length[done])
+                self._episode_return[done] = 0.0
+                self._episode_length[done] = 0
+        fields: dict[str, Any] = {
+            "obs": obs_buf,
+            "action": action_buf,
+            "reward": reward_buf,
+            "terminated": terminated_buf,
+            "truncated": truncated_buf,
+            "next_obs": next_obs_buf,
+            "policy_info": jax.tree.map(lambda *xs: np.stack(xs), *infos),
+        }
+        rollout = Rollout(**fields)
+        totals = {"episodes": episodes, "return_sum": return_sum, "length_sum": length_sum}
+        return state.replace(key=key), rollout, totals
+
+    def run_chunk(self, state: HostState, first_update: int) -> tuple[HostState, ChunkResult]:
+        last = min(first_update + self.chunk_updates, self.total_updates)
+        per_update: list[dict[str, Any]] = []
+        totals: dict[str, Any] = {"episodes": 0.0, "return_sum": 0.0, "length_sum": 0.0}
+        for _ in range(first_update, last):
+            state, rollout, chunk_totals = self._collect(state)
+            state, metrics = self._learn(state, rollout)
+            per_update.append(metrics)
+            totals = {k: totals[k] + chunk_totals[k] for k in totals}
+        stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *jax.device_get(per_update))
+        count = np.asarray(totals["episodes"], np.float64) * np.ones(self.seeds)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            episode_return = np.where(count > 0, totals["return_sum"] / count, np.nan)
+            episode_length = np.where(count > 0, totals["length_sum"] / count, np.nan)
+        valid = np.ones(last - first_update, bool)
+        return state, ChunkResult(
+            updates=last - first_update,
+            metrics=reduce_metrics(stacked, valid),
+            episodes=count,
+            episode_return=episode_return,
+            episode_length=episode_length,
+        )
+
+    def algo_state(self, state: HostState) -> Any:
+        return state.algo
+
+    def checkpoint_parts(self, state: HostState) -> dict[str, Any]:
+        return {"algo": state.algo, "runner": {"key": state.key}}
+
+    def checkpoint_templates(self) -> dict[str, Any]:
+        template = self.state_template()
+        return {"algo": template.algo, "runner": {"key": template.key}}
+
+    def from_checkpoint_parts(self, parts: dict[str, Any], first_update: int) -> HostState:
+        """Restore the device state; the envs restart fresh episodes, seeded from the update."""
+        self._reset_envs(first_update)
+        return HostState(parts["algo"], parts["runner"]["key"])
+
+    def close(self) -> None:
+        self.envs.close()
