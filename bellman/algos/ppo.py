@@ -16,6 +16,7 @@ env, and the unclipped sample is what is learned from).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from bellman import config as cfg
 from bellman.distributions import Categorical, DiagGaussian
@@ -134,6 +136,7 @@ class PPOState(struct.PyTreeNode):
     params: dict[str, Any]
     """`actor`, `critic` network parameters, and `log_std` for continuous actions."""
     opt_state: optax.OptState
+    """Adam's moments, over the parameters raveled into one vector."""
     obs_stats: normalization.RunningMeanStd
     updates: jax.Array
     """Updates (rollouts learned from) so far."""
@@ -162,13 +165,13 @@ def _networks(config: PPOConfig, spec: EnvSpec) -> tuple[MLP, MLP]:
 
 
 def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
-    # Adam on the gradient raveled into one vector: the same update as leaf by leaf, in a
-    # handful of fused kernels instead of several per parameter array.
-    return optax.flatten(
-        optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm),
-            optax.scale_by_adam(eps=config.adam_eps),
-        )
+    """Global-norm clipping then Adam's direction; `learn` scales it by the step size.
+
+    It works on the parameters raveled into one vector: the same update as array by array, in
+    a handful of fused kernels instead of several per parameter array.
+    """
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=config.adam_eps)
     )
 
 
@@ -186,7 +189,7 @@ def init(key: jax.Array, config: PPOConfig, spec: EnvSpec, total_updates: int) -
         params["log_std"] = jnp.full(spec.action_space.shape, config.init_log_std, jnp.float32)
     return PPOState(
         params=params,
-        opt_state=_optimizer(config).init(params),
+        opt_state=_optimizer(config).init(ravel_pytree(params)[0]),
         obs_stats=normalization.RunningMeanStd.create(spec.obs_shape),
         updates=jnp.zeros((), jnp.int32),
         total_updates=total_updates,
@@ -276,16 +279,18 @@ def loss(
 def _minibatch_step(
     config: PPOConfig,
     spec: EnvSpec,
+    unravel: Callable[[jax.Array], dict[str, Any]],
     learning_rate: jax.Array,
-    carry: tuple[dict[str, Any], optax.OptState],
+    carry: tuple[jax.Array, optax.OptState],
     batch: Batch,
-) -> tuple[tuple[dict[str, Any], optax.OptState], dict[str, jax.Array]]:
-    params, opt_state = carry
-    grads, metrics = jax.grad(loss, has_aux=True)(params, config, spec, batch)
-    updates, opt_state = _optimizer(config).update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - learning_rate * u, params, updates)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return (params, opt_state), metrics
+) -> tuple[tuple[jax.Array, optax.OptState], dict[str, jax.Array]]:
+    """One gradient step on the raveled parameters `carry[0]`."""
+    flat_params, opt_state = carry
+    objective = lambda p: loss(unravel(p), config, spec, batch)
+    grads, metrics = jax.grad(objective, has_aux=True)(flat_params)
+    direction, opt_state = _optimizer(config).update(grads, opt_state, flat_params)
+    metrics["grad_norm"] = jnp.sqrt(jnp.sum(grads**2))
+    return (flat_params - learning_rate * direction, opt_state), metrics
 
 
 def learn(
@@ -321,18 +326,21 @@ def learn(
     fraction_left = 1.0 - state.updates / state.total_updates
     learning_rate = config.learning_rate * (fraction_left if config.anneal_lr else jnp.ones(()))
 
+    flat_params, unravel = ravel_pytree(state.params)
+
     def epoch(
-        carry: tuple[dict[str, Any], optax.OptState], epoch_key: jax.Array
-    ) -> tuple[tuple[dict[str, Any], optax.OptState], dict[str, jax.Array]]:
+        carry: tuple[jax.Array, optax.OptState], epoch_key: jax.Array
+    ) -> tuple[tuple[jax.Array, optax.OptState], dict[str, jax.Array]]:
         order = jax.random.permutation(epoch_key, config.batch_size)
         shape = (config.num_minibatches, config.minibatch_size)
         minibatches = jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), batch)
-        step = lambda c, b: _minibatch_step(config, spec, learning_rate, c, b)
+        step = lambda c, b: _minibatch_step(config, spec, unravel, learning_rate, c, b)
         return jax.lax.scan(step, carry, minibatches)
 
-    (params, opt_state), metrics = jax.lax.scan(
-        epoch, (state.params, state.opt_state), jax.random.split(key, config.num_epochs)
+    (flat_params, opt_state), metrics = jax.lax.scan(
+        epoch, (flat_params, state.opt_state), jax.random.split(key, config.num_epochs)
     )
+    params = unravel(flat_params)
     metrics = jax.tree.map(jnp.mean, metrics)
     metrics["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
     metrics["explained_variance"] = 1.0 - jnp.var(batch.target - batch.value) / (

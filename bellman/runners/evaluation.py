@@ -17,7 +17,7 @@ import numpy as np
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
 from bellman.envs.spaces import Box, EnvSpec
-from bellman.runners.common import seed_sharding
+from bellman.runners.common import LIGHT, over_seeds, paused_gc, seed_sharding
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -69,13 +69,19 @@ class JaxEvaluator:
         self.episodes, self.seeds = episodes, seeds
         self.sharding, _ = seed_sharding(seeds)
         fn = functools.partial(evaluate_jax, algo, config, env, episodes=episodes)
-        self._fn = jax.jit(jax.vmap(fn), in_shardings=self.sharding, out_shardings=self.sharding)
+        self._fn = jax.jit(
+            over_seeds(fn, seeds, (0, 0)),
+            in_shardings=self.sharding,
+            out_shardings=self.sharding,
+        )
         self._compiled: Any = None
 
     def compile(self, algo_state_template: Any) -> float:
         start = time.perf_counter()
         keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
-        self._compiled = self._fn.lower(algo_state_template, keys).compile()
+        with paused_gc():
+            lowered = self._fn.lower(algo_state_template, keys)
+            self._compiled = lowered.compile(compiler_options=LIGHT)
         return time.perf_counter() - start
 
     def __call__(self, algo_state: Any, keys: jax.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,11 @@ from bellman.envs.core import EpisodeStatistics, JaxEnv
 from bellman.envs.spaces import Box, EnvSpec
 from bellman.rollout import Rollout
 from bellman.runners.common import (
+    LIGHT,
     ChunkResult,
     episode_means,
+    over_seeds,
+    paused_gc,
     reduce_metrics,
     seed_keys,
     seed_sharding,
@@ -179,16 +182,21 @@ class CompiledOnPolicy:
         self.sharding, self.replicated = seed_sharding(seeds)
         init = functools.partial(init_state, algo, config, self.env, total_updates)
         self._init = jax.jit(
-            jax.vmap(init), in_shardings=self.sharding, out_shardings=self.sharding
+            over_seeds(init, seeds, (0,)),
+            in_shardings=self.sharding,
+            out_shardings=self.sharding,
         )
         chunk = functools.partial(run_updates, algo, config, self.env, total_updates)
         self._chunk = jax.jit(
-            jax.vmap(chunk, in_axes=(0, None)),
+            over_seeds(chunk, seeds, (0, None)),
             in_shardings=(self.sharding, self.replicated),
             out_shardings=self.sharding,
             donate_argnums=0,
         )
+        # the programs compiled ahead of time by `compile`, and the state's shapes
+        self._compiled_init: Any = None
         self._compiled_chunk: Any = None
+        self._template: Any = None
 
     @property
     def steps_per_update(self) -> int:
@@ -198,17 +206,23 @@ class CompiledOnPolicy:
         return jax.device_put(seed_keys(self.seed, self.seeds), self.sharding)
 
     def init_state(self) -> RunnerState:
-        return self._init(self._keys())
+        init = self._compiled_init if self._compiled_init is not None else self._init
+        return init(self._keys())
 
     def state_template(self) -> Any:
-        return jax.eval_shape(self._init, self._keys())
+        if self._template is None:
+            self._template = jax.eval_shape(self._init, self._keys())
+        return self._template
 
     def compile(self) -> float:
-        """Compile the chunk program ahead of time; returns the seconds it took."""
+        """Compile the init and chunk programs ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
-        self._compiled_chunk = self._chunk.lower(self.state_template(), ids).compile()
-        jax.block_until_ready(self.init_state())
+        with paused_gc():
+            init = self._init.lower(self._keys())
+            self._template = init.out_info
+            self._compiled_init = init.compile(compiler_options=LIGHT)
+            ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
+            self._compiled_chunk = self._chunk.lower(self._template, ids).compile()
         return time.perf_counter() - start
 
     def run_chunk(self, state: RunnerState, first_update: int) -> tuple[RunnerState, ChunkResult]:

@@ -1,0 +1,237 @@
+"""Side-by-side benchmarks, run in one go on this machine; results go to benchmarks/RESULTS.md.
+
+    python benchmarks/run.py [--workload ppo-cartpole] [--steps 500000]
+
+Workload W1 of the peer benchmarks (PPO, CartPole-v1, 500,000 env steps: 4 envs x 128 steps,
+4 epochs, 4 minibatches, lr 2.5e-4 annealed, gamma 0.99, GAE 0.95, clip 0.2, ent 0.01, vf 0.5,
+max grad norm 0.5, separate 64x64 tanh actor and critic):
+- bellman, compiled backend: 1 seed and 8 seeds in one command, each with an empty compilation
+  cache (cold) and again with the cache the first run filled (warm);
+- bellman, gymnasium (host) backend: 1 seed;
+- Stable-Baselines3 PPO: 1 seed (PyTorch, in its own venv);
+- rejax PPO: 1 seed and 8 seeds (one vmapped program, in its own venv).
+Every run is a separate process, one at a time. The peers' venvs are created on first use:
+PyTorch from the CPU wheel (`pip install torch==2.13.0` first), never bellman's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VENVS = HERE / ".venvs"
+OUT = HERE / "out"
+RESULTS = HERE / "RESULTS.md"
+BELLMAN = [sys.executable, "-m", "bellman"]
+
+PEER_VENVS = {
+    "sb3": [
+        ["torch==2.13.0"],
+        ["stable-baselines3==2.9.2", "gymnasium[classic-control]>=1.3,<1.4"],
+    ],
+    # rejax 0.1.3 expects gymnax's old 5-tuple step, so it gets gymnax 0.0.9 in its own venv
+    "rejax": [["rejax==0.1.3", "jax==0.10.2", "jaxlib==0.10.2", "gymnax==0.0.9"]],
+}
+
+
+def peer_python(name: str) -> str:
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating the {name} venv (once)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        for packages in PEER_VENVS[name]:
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return str(python)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run `cmd`, returning its wall time (process start to exit) and stdout."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return wall, result.stdout
+
+
+def bellman_run(tag: str, args: list[str], cache: Path, steps: int) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench-")) / "run"
+    cmd = [*BELLMAN, "train", "ppo", "--env", "CartPole-v1", "--steps", str(steps)]
+    cmd += ["--evals", "0", "--quiet", "--out", str(out), *args]
+    process_s, _ = timed(cmd, {"BELLMAN_CACHE_DIR": str(cache)})
+    summary = json.loads((out / "summary.json").read_text())
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return {
+        "run": tag,
+        "library": "bellman",
+        "seeds": summary["seeds"],
+        "steps": summary["steps"],
+        "compile_s": summary["compile_s"],
+        "train_s": summary["train_s"],
+        "wall_s": summary["wall_s"],
+        "process_s": process_s,
+        "final_return_mean": summary["final_return_mean"],
+        "final_return_per_seed": summary["final_return_per_seed"],
+        "eval": "greedy policy, 20 episodes per seed",
+    }
+
+
+def peer_run(tag: str, venv: str, script: str, args: list[str]) -> dict:
+    process_s, stdout = timed([peer_python(venv), str(HERE / "peers" / script), *args])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result.update(run=tag, process_s=process_s)
+    result["wall_s"] = result["setup_s"] + result["compile_s"] + result["train_s"]
+    return result
+
+
+def ppo_cartpole(steps: int) -> dict:
+    _, stdout = timed([sys.executable, str(HERE / "efficiency.py")])
+    efficiency = json.loads(stdout)
+    runs = []
+    for seeds in (1, 8):
+        cache = Path(tempfile.mkdtemp(prefix="bellman-xla-"))
+        for state in ("cold", "warm"):
+            tag = f"bellman compiled, {seeds} seed{'s' if seeds > 1 else ''}, {state} cache"
+            print(tag, flush=True)
+            runs.append(bellman_run(tag, ["--seeds", str(seeds)], cache, steps))
+        shutil.rmtree(cache, ignore_errors=True)
+    print("bellman host", flush=True)
+    cache = Path(tempfile.mkdtemp(prefix="bellman-xla-"))
+    runs.append(
+        bellman_run("bellman gymnasium (host), 1 seed", ["--backend", "gymnasium"], cache, steps)
+    )
+    shutil.rmtree(cache, ignore_errors=True)
+    print("stable-baselines3", flush=True)
+    runs.append(peer_run("Stable-Baselines3, 1 seed", "sb3", "sb3_ppo.py", ["--steps", str(steps)]))
+    for seeds in (1, 8):
+        print(f"rejax {seeds}", flush=True)
+        tag = f"rejax, {seeds} seed{'s' if seeds > 1 else ''}"
+        runs.append(
+            peer_run(tag, "rejax", "rejax_ppo.py", ["--seeds", str(seeds), "--steps", str(steps)])
+        )
+    flops = efficiency["flops"]["per_env_step"]
+    for r in runs:
+        r["train_steps_per_s"] = r["steps"] * r["seeds"] / r["train_s"]
+        r["to_trained_s"] = r["compile_s"] + r["train_s"]
+        if r["library"] == "bellman" and "host" not in r["run"]:
+            limit = efficiency[
+                "matmul_flops_per_s_all_devices"
+                if r["seeds"] > 1
+                else "matmul_flops_per_s_one_device"
+            ]
+            r["efficiency"] = flops * r["train_steps_per_s"] / limit
+    return {"efficiency": efficiency, "runs": runs}
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "load_before": os.getloadavg(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def find(runs: list[dict], prefix: str) -> dict:
+    return next(r for r in runs if r["run"].startswith(prefix))
+
+
+def ppo_cartpole_markdown(data: dict) -> str:
+    runs, eff = data["runs"], data["efficiency"]
+    lines = [
+        "| run | compile s | train s | compile + train s | whole process s "
+        "| env steps/s (all seeds) | efficiency | final return |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        efficiency = f"{100 * r['efficiency']:.0f}%" if "efficiency" in r else ""
+        per_seed = ", ".join(f"{v:.0f}" for v in r["final_return_per_seed"])
+        ret = f"{r['final_return_mean']:.1f}" + (f" ({per_seed})" if r["seeds"] > 1 else "")
+        lines.append(
+            f"| {r['run']} | {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['to_trained_s']:.1f} "
+            f"| {r['process_s']:.1f} | {r['train_steps_per_s']:,.0f} | {efficiency} | {ret} |"
+        )
+    sb3 = find(runs, "Stable-Baselines3")
+    one_cold, one_warm = (
+        find(runs, "bellman compiled, 1 seed, cold"),
+        find(runs, "bellman compiled, 1 seed, warm"),
+    )
+    eight_cold, eight_warm = (
+        find(runs, "bellman compiled, 8 seeds, cold"),
+        find(runs, "bellman compiled, 8 seeds, warm"),
+    )
+    rejax1, rejax8 = find(runs, "rejax, 1 seed"), find(runs, "rejax, 8 seeds")
+    host = find(runs, "bellman gymnasium")
+    ratio = lambda a, b: b["to_trained_s"] / a["to_trained_s"]
+    lines += [
+        "",
+        "Ratios (compile + train, measured in this run):",
+        f"- compiled bellman vs Stable-Baselines3, 1 seed: {ratio(one_cold, sb3):.1f}x faster "
+        f"(cold cache), {ratio(one_warm, sb3):.1f}x (warm cache). Target: 20x.",
+        f"- compiled bellman vs rejax, 1 seed: {ratio(one_cold, rejax1):.2f}x (cold), "
+        f"{ratio(one_warm, rejax1):.2f}x (warm). Target: > 1.",
+        f"- compiled bellman vs rejax, 8 seeds: {ratio(eight_cold, rejax8):.2f}x (cold), "
+        f"{ratio(eight_warm, rejax8):.2f}x (warm). Target: > 1.",
+        f"- host bellman vs Stable-Baselines3, 1 seed: {ratio(host, sb3):.1f}x. Target: > 1.",
+        f"- 8 seeds in one command vs 1 seed (bellman, warm): "
+        f"{eight_warm['train_steps_per_s'] / one_warm['train_steps_per_s']:.2f}x the env steps/s.",
+        "",
+        f"Efficiency: the PPO update costs {eff['flops']['per_env_step'] / 1e3:,.0f} kFLOP per env "
+        f"step (XLA cost analysis: {eff['flops']['minibatch_step'] / 1e6:.2f} MFLOP per minibatch "
+        f"gradient step, {eff['flops']['act'] / 1e3:.0f} kFLOP per act on 4 envs, "
+        f"{eff['flops']['value_pass'] / 1e6:.1f} MFLOP for the rollout's value pass); the same "
+        f"layer shapes multiply at {eff['matmul_flops_per_s_one_device'] / 1e9:.0f} GFLOP/s on one "
+        f"core and {eff['matmul_flops_per_s_all_devices'] / 1e9:.0f} GFLOP/s on "
+        f"{eff['devices']} cores. Efficiency = FLOP per env step x env steps/s / that rate "
+        "(one core for 1 seed, all cores for 8 seeds, whose seeds are sharded over the cores).",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str, meta: dict) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    header = (
+        f"Measured {meta['date']} on {meta['cores']} cores ({meta['cpu']}), Python "
+        f"{meta['python']}, load average before the run {meta['load_before'][0]:.2f}; "
+        f"`python benchmarks/run.py --workload {name}`."
+    )
+    block = f"{start}\n{header}\n\n{body}\n{end}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=["ppo-cartpole"], default="ppo-cartpole")
+    parser.add_argument("--steps", type=int, default=500_000)
+    args = parser.parse_args()
+    meta = machine()
+    data = ppo_cartpole(args.steps)
+    data["machine"] = meta
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{args.workload}.json").write_text(json.dumps(data, indent=2))
+    write_section(args.workload, ppo_cartpole_markdown(data), meta)
+    print(ppo_cartpole_markdown(data))
+
+
+if __name__ == "__main__":
+    main()
