@@ -189,11 +189,12 @@ def print_result(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title=f"{summary['algo']} on {summary['env']} ({summary['backend']}), "
-        f"{summary['steps']:,} steps per seed",
-        title_justify="left",
+    console = Console()
+    console.print(
+        f"[bold]{summary['algo']}[/bold] on [bold]{summary['env']}[/bold] "
+        f"({summary['backend']} backend), {summary['steps']:,} env steps per seed"
     )
+    table = Table()
     table.add_column("seed", justify="right")
     table.add_column(f"greedy return ({summary['eval_episodes']} episodes)", justify="right")
     for i, value in enumerate(summary["final_return_per_seed"]):
@@ -204,7 +205,6 @@ def print_result(summary: dict[str, Any]) -> None:
             f"{summary['final_return_mean']:.2f} ± {summary['final_return_std']:.2f}",
             style="bold",
         )
-    console = Console()
     console.print(table)
     console.print(
         f"wall {summary['wall_s']:.1f} s (compile {summary['compile_s']:.1f} s, "

@@ -11,7 +11,10 @@ Set at `import bellman`, before JAX starts its CPU backend, unless XLA_FLAGS alr
 - Threefry's CPU lowering: JAX emits the hash's 5 rounds as a rolled loop on CPU, so every random
   draw inside a compiled rollout runs a small while-loop of its own. The unrolled lowering (the one
   JAX uses on GPU) computes the same bits, compiles faster and runs faster here.
-- A persistent compilation cache, so a second identical run does not compile again.
+
+bellman's cache directory (`cache_root`) holds the compiled programs of
+`bellman.runners.programs`, so that a second run of the same configuration neither traces nor
+compiles.
 """
 
 from __future__ import annotations
@@ -19,9 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
-
-_done = {"threefry": False, "cache": False}
+_done = {"threefry": False}
 
 
 def usable_cores() -> int:
@@ -56,27 +57,10 @@ def unroll_threefry_on_cpu() -> None:
         mlir.register_lowering(primitive, rule, platform="cpu")
 
 
-def default_cache_dir() -> Path:
-    if "BELLMAN_CACHE_DIR" in os.environ:
-        return Path(os.environ["BELLMAN_CACHE_DIR"])
+def cache_root() -> Path | None:
+    """bellman's cache: $BELLMAN_CACHE_DIR, else ~/.cache/bellman; None when set to 'off'."""
+    value = os.environ.get("BELLMAN_CACHE_DIR")
+    if value is not None:
+        return None if value.lower() == "off" else Path(value)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bellman" / "xla"
-
-
-def enable_compilation_cache() -> None:
-    """Use a persistent compilation cache unless the user configured one (or set it to 'off')."""
-    if _done["cache"]:
-        return
-    _done["cache"] = True
-    if os.environ.get("BELLMAN_CACHE_DIR", "").lower() == "off":
-        return
-    if getattr(jax.config, "jax_compilation_cache_dir", None):
-        return
-    path = default_cache_dir()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return Path(base) / "bellman"

@@ -15,11 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Identical programs compiled by different tests (and subprocesses) compile once."""
-    path = tmp_path_factory.mktemp("xla-cache")
+    path = tmp_path_factory.mktemp("bellman-cache")
     os.environ["BELLMAN_CACHE_DIR"] = str(path)
-    from bellman import jax_setup
-
-    jax_setup.enable_compilation_cache()
     return path
 
 

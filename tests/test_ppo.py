@@ -153,6 +153,23 @@ def test_probe_continuous_action_finds_the_optimum() -> None:
     assert action == pytest.approx(0.5, abs=0.1)
 
 
+def test_observation_statistics_are_learned_and_used() -> None:
+    config = ppo.PPOConfig(num_envs=4, num_steps=32, normalize_obs=True)
+    env = registry.resolve("CartPole-v1").jax_env
+    runner = CompiledOnPolicy(ppo, config, env, 1, 0, 5, 5)
+    state, _ = runner.run_chunk(runner.init_state(), 0)
+    stats = jax.tree.map(lambda x: x[0], state.algo.obs_stats)
+    assert float(stats.count) == pytest.approx(5 * 4 * 32, abs=1e-3)
+    assert float(stats.var[1]) != pytest.approx(1.0)
+    algo = jax.tree.map(lambda x: x[0], state.algo)
+    obs = jnp.array([[0.05, 0.5, -0.05, -0.5]])
+    spec = env.spec
+    logits = ppo.policy(config, spec, algo.params, ppo._features(config, spec, algo, obs))
+    shifted = algo.replace(obs_stats=stats.replace(mean=stats.mean + 1.0))
+    other = ppo.policy(config, spec, algo.params, ppo._features(config, spec, shifted, obs))
+    assert not np.allclose(logits.logits, other.logits), "the statistics shape the features"
+
+
 PROBES_SPEC = {
     env_id: registry.resolve(env_id).spec
     for env_id in (

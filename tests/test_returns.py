@@ -118,6 +118,23 @@ def test_lambda_returns_match_rlax_with_truncation(seed: int) -> None:
     np.testing.assert_allclose(disc, theirs_1, atol=1e-4)
 
 
+def test_rlax_agreement_holds_jitted_and_vmapped() -> None:
+    rollouts = [random_rollout(seed, length=40, with_truncation=False) for seed in range(4)]
+    stack = lambda i: np.stack([ro[i] for ro in rollouts], axis=1)  # [T, B]
+    r, v, v_next, term, trunc = (stack(i) for i in range(5))
+    values = np.stack([ro[5] for ro in rollouts], axis=1)  # [T + 1, B]
+    ours = jax.jit(
+        jax.vmap(lambda *a: generalized_advantage_estimation(*a, 0.99, 0.95), in_axes=1, out_axes=1)
+    )(r, v, v_next, term, trunc)
+    discount = 0.99 * (1.0 - term.astype(np.float32))
+    theirs = jax.vmap(
+        lambda r_, d_, v_: rlax.truncated_generalized_advantage_estimation(r_, d_, 0.95, v_),
+        in_axes=1,
+        out_axes=1,
+    )(r, discount, values)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
 def test_gae_is_lambda_return_minus_value() -> None:
     r, v, v_next, term, trunc, _ = random_rollout(3)
     # consistent values: V(s_{t+1}) = V(s_{t+1}) wherever the episode continues

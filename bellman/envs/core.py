@@ -40,7 +40,11 @@ class TimeStep(struct.PyTreeNode):
 
 
 class JaxEnv(Protocol):
-    """Any environment written as pure JAX functions."""
+    """Any environment written as pure JAX functions.
+
+    An env may also have a `cache_key` string naming its code and parameters; with one, the
+    programs compiled for it are kept on disk between runs (`bellman.runners.programs`).
+    """
 
     spec: EnvSpec
 
@@ -65,6 +69,8 @@ class EpisodeStatistics:
     def __init__(self, env: JaxEnv):
         self.env = env
         self.spec = env.spec
+        inner = getattr(env, "cache_key", None)
+        self.cache_key = None if inner is None else f"episode-statistics({inner})"
 
     def reset(self, key: jax.Array) -> tuple[EpisodeState, TimeStep]:
         env_state, ts = self.env.reset(key)

@@ -6,6 +6,9 @@ observation as `info["final_observation"]`; this adapter only renames fields and
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import Any
 
 import jax
@@ -47,6 +50,32 @@ GYMNAX_IDS: tuple[str, ...] = (
 )
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module in sys.modules and imports the real one on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        module = sys.modules.get(self.__name__)
+        if module is self:
+            del sys.modules[self.__name__]
+            module = importlib.import_module(self.__name__)
+        return getattr(module, name)
+
+
+def import_gymnax() -> Any:
+    """Import gymnax without its plotting dependencies.
+
+    gymnax imports matplotlib.pyplot and seaborn at import time, for rendering helpers bellman
+    never calls; that is more than a second on a small machine, paid by every run. They are
+    deferred: whoever uses them first (bellman's learning-curve plot, say) imports them then.
+    """
+    for name in ("seaborn", "matplotlib.pyplot"):
+        if name not in sys.modules:
+            sys.modules[name] = _Deferred(name)
+    import gymnax
+
+    return gymnax
+
+
 def _action_space(space: Any) -> ActionSpace:
     from gymnax.environments import spaces as gx_spaces
 
@@ -64,10 +93,10 @@ class GymnaxEnv:
     """A gymnax environment with its default parameters, as a bellman `JaxEnv`."""
 
     def __init__(self, env_id: str, **params: Any):
-        import gymnax
-
-        self._env, default_params = gymnax.make(env_id)
+        self._env, default_params = import_gymnax().make(env_id)
         self._params = default_params.replace(**params) if params else default_params
+        self.cache_key = f"gymnax {env_id} {self._params!r}"
+        """Names the env's code and parameters, for `bellman.runners.programs`."""
         action_space = _action_space(self._env.action_space(self._params))
         obs_space = self._env.observation_space(self._params)
         max_steps = getattr(self._params, "max_steps_in_episode", None)

@@ -31,6 +31,11 @@ class _Probe:
 
     spec: EnvSpec
     horizon: int
+
+    @property
+    def cache_key(self) -> str:
+        return self.spec.id
+
     terminal: bool
     """Whether the episode terminates at `horizon` (True) or is truncated there (False)."""
 

@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bellman import algos, jax_setup
+from bellman import algos
 from bellman import config as cfg
 from bellman.envs import registry
 from bellman.errors import BellmanError, RunDirError, TrainingDiverged
@@ -357,7 +357,6 @@ def train(
     e.g. `learning_rate=1e-3`. Everything is checked before anything compiles.
     """
     start = time.perf_counter()
-    jax_setup.enable_compilation_cache()
     info = algos.get(algo)
     settings = cfg.with_overrides(
         RunSettings(env=env),
@@ -391,7 +390,6 @@ def train(
 def resume(run_dir: str | Path, *, algo: str | None = None, progress: bool = True) -> Run:
     """Continue a stopped or killed run from its newest checkpoint, with its saved settings."""
     start = time.perf_counter()
-    jax_setup.enable_compilation_cache()
     rd = RunDir.open(Path(run_dir))
     record = rd.config
     if algo is not None and algos.get(algo).name != record["algo"]:

@@ -17,6 +17,7 @@ import numpy as np
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
 from bellman.envs.spaces import Box, EnvSpec
+from bellman.runners import programs
 from bellman.runners.common import LIGHT, over_seeds, paused_gc, seed_sharding
 
 DEFAULT_MAX_STEPS = 100_000
@@ -67,6 +68,17 @@ class JaxEvaluator:
 
     def __init__(self, algo: Any, config: Any, env: JaxEnv, episodes: int, seeds: int):
         self.episodes, self.seeds = episodes, seeds
+        env_key = getattr(env, "cache_key", None)
+        self._description = None
+        if env_key is not None:
+            name = getattr(algo, "__name__", repr(algo))
+            self._description = [
+                "evaluate",
+                name,
+                repr(config),
+                env_key,
+                f"seeds={seeds} episodes={episodes}",
+            ]
         self.sharding, _ = seed_sharding(seeds)
         fn = functools.partial(evaluate_jax, algo, config, env, episodes=episodes)
         self._fn = jax.jit(
@@ -79,9 +91,14 @@ class JaxEvaluator:
     def compile(self, algo_state_template: Any) -> float:
         start = time.perf_counter()
         keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
+        devices = list(self.sharding.mesh.devices.flat)
         with paused_gc():
-            lowered = self._fn.lower(algo_state_template, keys)
-            self._compiled = lowered.compile(compiler_options=LIGHT)
+            self._compiled = programs.compile_program(
+                self._description,
+                lambda: self._fn.lower(algo_state_template, keys),
+                devices,
+                LIGHT,
+            )
         return time.perf_counter() - start
 
     def __call__(self, algo_state: Any, keys: jax.Array) -> tuple[np.ndarray, np.ndarray]:

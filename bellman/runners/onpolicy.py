@@ -20,6 +20,7 @@ from flax import struct
 from bellman.envs.core import EpisodeStatistics, JaxEnv
 from bellman.envs.spaces import Box, EnvSpec
 from bellman.rollout import Rollout
+from bellman.runners import programs
 from bellman.runners.common import (
     LIGHT,
     ChunkResult,
@@ -214,15 +215,34 @@ class CompiledOnPolicy:
             self._template = jax.eval_shape(self._init, self._keys())
         return self._template
 
+    def _description(self, part: str) -> list[str] | None:
+        """What the program `part` depends on besides the code (see `programs`)."""
+        env_key = getattr(self.env, "cache_key", None)
+        if env_key is None:
+            return None
+        return [
+            f"onpolicy {part}",
+            getattr(self.algo, "__name__", repr(self.algo)),
+            repr(self.config),
+            env_key,
+            f"seeds={self.seeds} updates={self.total_updates} chunk={self.chunk_updates}",
+        ]
+
     def compile(self) -> float:
-        """Compile the init and chunk programs ahead of time; returns the seconds it took."""
+        """Compile (or load) the init and chunk programs; returns the seconds it took."""
         start = time.perf_counter()
+        devices = list(self.sharding.mesh.devices.flat)
         with paused_gc():
-            init = self._init.lower(self._keys())
-            self._template = init.out_info
-            self._compiled_init = init.compile(compiler_options=LIGHT)
+            self._compiled_init = programs.compile_program(
+                self._description("init"), lambda: self._init.lower(self._keys()), devices, LIGHT
+            )
+            self._template = self._compiled_init.out_info
             ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
-            self._compiled_chunk = self._chunk.lower(self._template, ids).compile()
+            self._compiled_chunk = programs.compile_program(
+                self._description("chunk"),
+                lambda: self._chunk.lower(self._template, ids),
+                devices,
+            )
         return time.perf_counter() - start
 
     def run_chunk(self, state: RunnerState, first_update: int) -> tuple[RunnerState, ChunkResult]:

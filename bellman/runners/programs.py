@@ -1,0 +1,128 @@
+"""Compiled programs kept on disk, so that a rerun with the same settings neither traces nor
+compiles: the first run of a configuration stores its executables, the next ones load them.
+
+JAX's own persistent compilation cache skips XLA's compilation but still traces the Python code to
+find its key, which for a PPO run is a second or two. This cache is keyed on everything a program
+depends on instead: the program's own static description (the
+algorithm's config, the env, seeds, chunk length...), the source of the bellman package, the
+versions of the libraries it calls, the XLA flags and the devices. Anything unreadable is
+treated as a miss: the program is compiled as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+
+import bellman
+from bellman import jax_setup
+
+MAX_PROGRAMS = 256
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "numpy")
+
+
+@cache
+def source_digest() -> str:
+    """SHA-256 of the bellman package's Python sources."""
+    digest = hashlib.sha256()
+    root = Path(bellman.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _environment() -> str:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "none"
+    return json.dumps(
+        {
+            "python": sys.version,
+            "versions": versions,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "x64": bool(jax.config.read("jax_enable_x64")),
+            "source": source_digest(),
+        },
+        sort_keys=True,
+    )
+
+
+def directory() -> Path | None:
+    root = jax_setup.cache_root()
+    return None if root is None else root / "programs"
+
+
+def key_of(description: Sequence[str], devices: Sequence[Any]) -> str:
+    device_names = [f"{d.platform}:{d.device_kind}:{d.id}" for d in devices]
+    text = json.dumps([list(description), device_names, _environment()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load(path: Path, devices: Sequence[Any]) -> Any:
+    from jax.experimental import serialize_executable
+
+    payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+    return serialize_executable.deserialize_and_load(
+        payload, in_tree, out_tree, execution_devices=list(devices)
+    )
+
+
+def _store(path: Path, compiled: Any) -> None:
+    from jax.experimental import serialize_executable
+
+    blob = pickle.dumps(serialize_executable.serialize(compiled))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    programs = sorted(path.parent.glob("*.bin"), key=lambda p: p.stat().st_mtime)
+    for old in programs[:-MAX_PROGRAMS]:
+        old.unlink(missing_ok=True)
+
+
+def compile_program(
+    description: Sequence[str] | None,
+    lower: Callable[[], Any],
+    devices: Sequence[Any],
+    options: dict[str, str | bool] | None = None,
+) -> Any:
+    """The compiled program described by `description`, loaded from disk or compiled by
+    `lower().compile(options)` (and stored). `description=None` means: do not cache."""
+    folder = directory()
+    if (
+        description is None
+        or folder is None
+        or getattr(jax.config, "jax_compilation_cache_dir", None)
+    ):
+        # With JAX's own persistent cache on (set by the user), a compile may return an
+        # executable JAX loaded from it, and such an executable serializes into a file that
+        # loads but fails when run ("Function ... not found"): leave caching to JAX then.
+        return lower().compile(compiler_options=options)
+    path = folder / f"{key_of([*description, repr(sorted((options or {}).items()))], devices)}.bin"
+    if path.is_file():
+        try:
+            compiled = _load(path, devices)
+            os.utime(path)
+            return compiled
+        except Exception:  # a stale or damaged entry: compile instead
+            path.unlink(missing_ok=True)
+    compiled = lower().compile(compiler_options=options)
+    with contextlib.suppress(Exception):  # an unwritable cache costs speed, never the run
+        _store(path, compiled)
+    return compiled
