@@ -98,31 +98,54 @@ def peer_run(tag: str, venv: str, script: str, args: list[str]) -> dict:
     return result
 
 
-def ppo_cartpole(steps: int) -> dict:
-    _, stdout = timed([sys.executable, str(HERE / "efficiency.py")])
-    efficiency = json.loads(stdout)
+def one_round(steps: int) -> list[dict]:
+    """Every run once, bellman and its peers interleaved so that drifts of the machine's speed
+    fall on all of them."""
     runs = []
     for seeds in (1, 8):
-        cache = Path(tempfile.mkdtemp(prefix="bellman-xla-"))
-        for state in ("cold", "warm"):
-            tag = f"bellman compiled, {seeds} seed{'s' if seeds > 1 else ''}, {state} cache"
-            print(tag, flush=True)
-            runs.append(bellman_run(tag, ["--seeds", str(seeds)], cache, steps))
+        plural = "s" if seeds > 1 else ""
+        cache = Path(tempfile.mkdtemp(prefix="bellman-cache-"))
+        tag = f"bellman compiled, {seeds} seed{plural}"
+        print(tag, "(cold, rejax, warm)", flush=True)
+        runs.append(bellman_run(f"{tag}, cold cache", ["--seeds", str(seeds)], cache, steps))
+        runs.append(
+            peer_run(
+                f"rejax, {seeds} seed{plural}",
+                "rejax",
+                "rejax_ppo.py",
+                ["--seeds", str(seeds), "--steps", str(steps)],
+            )
+        )
+        runs.append(bellman_run(f"{tag}, warm cache", ["--seeds", str(seeds)], cache, steps))
         shutil.rmtree(cache, ignore_errors=True)
-    print("bellman host", flush=True)
-    cache = Path(tempfile.mkdtemp(prefix="bellman-xla-"))
+    print("bellman host, stable-baselines3", flush=True)
+    cache = Path(tempfile.mkdtemp(prefix="bellman-cache-"))
     runs.append(
         bellman_run("bellman gymnasium (host), 1 seed", ["--backend", "gymnasium"], cache, steps)
     )
     shutil.rmtree(cache, ignore_errors=True)
-    print("stable-baselines3", flush=True)
     runs.append(peer_run("Stable-Baselines3, 1 seed", "sb3", "sb3_ppo.py", ["--steps", str(steps)]))
-    for seeds in (1, 8):
-        print(f"rejax {seeds}", flush=True)
-        tag = f"rejax, {seeds} seed{'s' if seeds > 1 else ''}"
-        runs.append(
-            peer_run(tag, "rejax", "rejax_ppo.py", ["--seeds", str(seeds), "--steps", str(steps)])
-        )
+    return runs
+
+
+def ppo_cartpole(steps: int, repeat: int) -> dict:
+    _, stdout = timed([sys.executable, str(HERE / "efficiency.py")])
+    efficiency = json.loads(stdout)
+    rounds = []
+    for i in range(repeat):
+        print(f"round {i + 1} of {repeat}", flush=True)
+        rounds.append(one_round(steps))
+    # per run, the repetition with the shortest compile + train (the least disturbed by the
+    # machine's other load); every repetition is kept in the JSON output
+    runs = []
+    for i, first in enumerate(rounds[0]):
+        samples = [r[i] for r in rounds]
+        best = min(samples, key=lambda r: r["compile_s"] + r["train_s"])
+        best["repetitions"] = [
+            {k: r[k] for k in ("compile_s", "train_s", "final_return_mean")} for r in samples
+        ]
+        runs.append(best)
+        assert best["run"] == first["run"]
     flops = efficiency["flops"]["per_env_step"]
     for r in runs:
         r["train_steps_per_s"] = r["steps"] * r["seeds"] / r["train_s"]
@@ -134,7 +157,7 @@ def ppo_cartpole(steps: int) -> dict:
                 else "matmul_flops_per_s_one_device"
             ]
             r["efficiency"] = flops * r["train_steps_per_s"] / limit
-    return {"efficiency": efficiency, "runs": runs}
+    return {"efficiency": efficiency, "runs": runs, "repeat": repeat}
 
 
 def machine() -> dict:
@@ -180,7 +203,8 @@ def ppo_cartpole_markdown(data: dict) -> str:
     ratio = lambda a, b: b["to_trained_s"] / a["to_trained_s"]
     lines += [
         "",
-        "Ratios (compile + train, measured in this run):",
+        f"Each run is the best of {data['repeat']} (shortest compile + train), bellman and its "
+        "peers interleaved. Ratios of compile + train:",
         f"- compiled bellman vs Stable-Baselines3, 1 seed: {ratio(one_cold, sb3):.1f}x faster "
         f"(cold cache), {ratio(one_warm, sb3):.1f}x (warm cache). Target: 20x.",
         f"- compiled bellman vs rejax, 1 seed: {ratio(one_cold, rejax1):.2f}x (cold), "
@@ -223,9 +247,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["ppo-cartpole"], default="ppo-cartpole")
     parser.add_argument("--steps", type=int, default=500_000)
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of every run")
     args = parser.parse_args()
     meta = machine()
-    data = ppo_cartpole(args.steps)
+    data = ppo_cartpole(args.steps, args.repeat)
     data["machine"] = meta
     OUT.mkdir(exist_ok=True)
     (OUT / f"{args.workload}.json").write_text(json.dumps(data, indent=2))
