@@ -50,10 +50,15 @@ def _flag(name: str) -> str:
 
 
 def add_dataclass_flags(
-    parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (), title: str = ""
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: Sequence[str] = (),
+    title: str = "",
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """One flag per field of `cls`, with the field's docstring as help; defaults are suppressed
-    so that only the flags given become overrides."""
+    so that only the flags given become overrides. `defaults` replaces the class's defaults in
+    the help (an algorithm name that presets fields)."""
     group = parser.add_argument_group(title or cls.__name__)
     docs = cfg.field_docs(cls)
     for field in dataclasses.fields(cls):
@@ -61,6 +66,7 @@ def add_dataclass_flags(
             continue
         annotation = cfg.field_types(cls)[field.name]
         default = field.default if field.default is not dataclasses.MISSING else None
+        default = (defaults or {}).get(field.name, default)
         help_text = f"{docs.get(field.name, '')} (default: {_show(default)})".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
         origin = typing.get_origin(annotation)
@@ -122,7 +128,9 @@ def build_parser() -> Parser:
             help="continue a stopped or killed run from its newest checkpoint, with its settings",
         )
         sub.add_argument("--quiet", action="store_true", help="no progress bar or result table")
-        add_dataclass_flags(sub, info.module.Config, title=f"{info.name} config")
+        add_dataclass_flags(
+            sub, info.module.Config, title=f"{info.name} config", defaults=info.defaults
+        )
 
     ev = commands.add_parser(
         "eval",

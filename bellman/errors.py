@@ -30,6 +30,10 @@ class CheckpointError(BellmanError):
     """A checkpoint that is truncated, corrupted or does not match the run's settings."""
 
 
+class MDPError(BellmanError):
+    """A finite MDP that is malformed (P not stochastic, a gamma that makes values infinite...)."""
+
+
 class TrainingDiverged(BellmanError):
     """The loss or the parameters became NaN or infinite; the last good checkpoint is kept."""
 

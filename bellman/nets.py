@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bellman.envs.spaces import EnvSpec
+
 
 def orthonormal_columns(a: jax.Array) -> jax.Array:
     """The Q of a = QR with diag(R) > 0, for a `[m, n]` matrix with m >= n.
@@ -75,6 +77,14 @@ class MLP(nn.Module):
             x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2.0)))(x)
             x = act(x)
         return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
+
+
+def obs_features(obs: jax.Array, spec: EnvSpec) -> jax.Array:
+    """A network's input features: one-hot state indices for a finite env, else the flattened
+    observation as float32. `obs` is `[..., *obs_shape]`."""
+    if spec.num_states is not None:
+        return jax.nn.one_hot(obs, spec.num_states, dtype=jnp.float32)
+    return flatten_obs(obs, spec.obs_shape)
 
 
 def flatten_obs(obs: jax.Array, obs_shape: tuple[int, ...]) -> jax.Array:

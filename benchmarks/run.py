@@ -201,17 +201,24 @@ def ppo_cartpole_markdown(data: dict) -> str:
     rejax1, rejax8 = find(runs, "rejax, 1 seed"), find(runs, "rejax, 8 seeds")
     host = find(runs, "bellman gymnasium")
     ratio = lambda a, b: b["to_trained_s"] / a["to_trained_s"]
+    verdict = lambda value, target: "met" if value >= target else "missed"
+    sb3_cold, sb3_warm = ratio(one_cold, sb3), ratio(one_warm, sb3)
+    rejax_1 = (ratio(one_cold, rejax1), ratio(one_warm, rejax1))
+    rejax_8 = (ratio(eight_cold, rejax8), ratio(eight_warm, rejax8))
+    host_sb3 = ratio(host, sb3)
     lines += [
         "",
         f"Each run is the best of {data['repeat']} (shortest compile + train), bellman and its "
-        "peers interleaved. Ratios of compile + train:",
-        f"- compiled bellman vs Stable-Baselines3, 1 seed: {ratio(one_cold, sb3):.1f}x faster "
-        f"(cold cache), {ratio(one_warm, sb3):.1f}x (warm cache). Target: 20x.",
-        f"- compiled bellman vs rejax, 1 seed: {ratio(one_cold, rejax1):.2f}x (cold), "
-        f"{ratio(one_warm, rejax1):.2f}x (warm). Target: > 1.",
-        f"- compiled bellman vs rejax, 8 seeds: {ratio(eight_cold, rejax8):.2f}x (cold), "
-        f"{ratio(eight_warm, rejax8):.2f}x (warm). Target: > 1.",
-        f"- host bellman vs Stable-Baselines3, 1 seed: {ratio(host, sb3):.1f}x. Target: > 1.",
+        "peers interleaved. Ratios of compile + train, with the issue's targets:",
+        f"- compiled bellman vs Stable-Baselines3, 1 seed: {sb3_cold:.1f}x faster on a first "
+        f"run (cold cache; 20x target {verdict(sb3_cold, 20)}), {sb3_warm:.1f}x on a rerun "
+        f"(warm cache; {verdict(sb3_warm, 20)}).",
+        f"- compiled bellman vs rejax, 1 seed: {rejax_1[0]:.2f}x (cold), {rejax_1[1]:.2f}x "
+        f"(warm); target > 1 {verdict(min(rejax_1), 1)}.",
+        f"- compiled bellman vs rejax, 8 seeds: {rejax_8[0]:.2f}x (cold), {rejax_8[1]:.2f}x "
+        f"(warm); target > 1 {verdict(min(rejax_8), 1)}.",
+        f"- host bellman vs Stable-Baselines3, 1 seed: {host_sb3:.1f}x; target > 1 "
+        f"{verdict(host_sb3, 1)}.",
         f"- 8 seeds in one command vs 1 seed (bellman, warm): "
         f"{eight_warm['train_steps_per_s'] / one_warm['train_steps_per_s']:.2f}x the env steps/s.",
         "",
@@ -248,12 +255,22 @@ def main() -> None:
     parser.add_argument("--workload", choices=["ppo-cartpole"], default="ppo-cartpole")
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--repeat", type=int, default=2, help="rounds of every run")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="rewrite RESULTS.md from the last run's benchmarks/out JSON; runs nothing",
+    )
     args = parser.parse_args()
-    meta = machine()
-    data = ppo_cartpole(args.steps, args.repeat)
-    data["machine"] = meta
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"{args.workload}.json").write_text(json.dumps(data, indent=2))
+    saved = OUT / f"{args.workload}.json"
+    if args.render:
+        data = json.loads(saved.read_text())
+        meta = data["machine"]
+    else:
+        meta = machine()
+        data = ppo_cartpole(args.steps, args.repeat)
+        data["machine"] = meta
+        OUT.mkdir(exist_ok=True)
+        saved.write_text(json.dumps(data, indent=2))
     write_section(args.workload, ppo_cartpole_markdown(data), meta)
     print(ppo_cartpole_markdown(data))
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
-from bellman.algos import ppo
+from bellman.algos import ppo, tabular
 from bellman.errors import UnknownNameError, closest
 
 
@@ -14,16 +15,34 @@ from bellman.errors import UnknownNameError, closest
 class AlgoInfo:
     name: str
     module: ModuleType
-    """Exposes `Config`, `DEFAULT_STEPS`, `check_env`, `init`, `act`, `greedy`, `learn`."""
+    """Exposes `Config`, `DEFAULT_STEPS`, `check_env`, `init`, `act`, `greedy`, `learn`; optionally
+    `evaluation_action` (the policy a run's return is reported for, when not `greedy`) and
+    `values_and_policy` (a finite env's value table and greedy policy, plotted after training)."""
     family: Literal["on_policy"]
     """Which runners drive it."""
     summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""
+
+    def make_config(self) -> Any:
+        """The config this name trains with by default."""
+        return dataclasses.replace(self.module.Config(), **self.defaults)
+
+
+def _tabular(method: str, summary: str) -> AlgoInfo:
+    return AlgoInfo(method, tabular, "on_policy", summary, {"method": method})
 
 
 ALGOS: dict[str, AlgoInfo] = {
     "ppo": AlgoInfo(
         "ppo", ppo, "on_policy", "Proximal Policy Optimization, clipped objective (2017)"
     ),
+    "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
+    "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),
+    "expected-sarsa": _tabular(
+        "expected-sarsa", "tabular Expected SARSA (van Seijen et al., 2009)"
+    ),
+    "td0": _tabular("td0", "tabular TD(0) prediction of the random policy (Sutton, 1988)"),
 }
 
 

@@ -30,7 +30,7 @@ from bellman import config as cfg
 from bellman.distributions import Categorical, DiagGaussian
 from bellman.envs.spaces import Box, Discrete, EnvSpec, describe
 from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, MLP, flatten_obs
+from bellman.nets import ACTIVATIONS, MLP, obs_features
 from bellman.ops import normalization
 from bellman.ops.returns import generalized_advantage_estimation
 from bellman.rollout import Rollout
@@ -124,6 +124,11 @@ def check_env(config: PPOConfig, spec: EnvSpec) -> None:
             f"ppo cannot handle the action space {describe(spec.action_space)} of "
             f"'{spec.id}'; it handles Discrete and Box actions"
         )
+    if config.normalize_obs and spec.num_states is not None:
+        raise EnvError(
+            f"--normalize-obs does not apply to '{spec.id}': its observations are state indices "
+            "(the networks see them one-hot)"
+        )
 
 
 class PolicyInfo(struct.PyTreeNode):
@@ -179,8 +184,8 @@ def init(key: jax.Array, config: PPOConfig, spec: EnvSpec, total_updates: int) -
     """Fresh networks, optimiser and observation statistics for one seed."""
     actor_key, critic_key = jax.random.split(key)
     actor, critic = _networks(config, spec)
-    dummy = jnp.zeros((1, *spec.obs_shape), jnp.float32)
-    features = flatten_obs(dummy, spec.obs_shape)
+    dummy = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
+    features = obs_features(dummy, spec)
     params: dict[str, Any] = {
         "actor": actor.init(actor_key, features),
         "critic": critic.init(critic_key, features),
@@ -199,7 +204,7 @@ def init(key: jax.Array, config: PPOConfig, spec: EnvSpec, total_updates: int) -
 def _features(config: PPOConfig, spec: EnvSpec, state: PPOState, obs: jax.Array) -> jax.Array:
     if config.normalize_obs:
         obs = normalization.normalize(state.obs_stats, obs)
-    return flatten_obs(obs, spec.obs_shape)
+    return obs_features(obs, spec)
 
 
 def policy(

@@ -35,23 +35,48 @@ def action_space_of(space: gym.Space) -> ActionSpace:
 
 
 def prepare(env: gym.Env) -> gym.Env:
-    """Flatten observation spaces that are not a Box (Discrete becomes one-hot)."""
-    if not isinstance(env.observation_space, gym.spaces.Box):
+    """Flatten observation spaces other than Box and Discrete (Tuple, Dict, ...) into a Box.
+
+    A Discrete observation stays a state index, as in bellman's JAX finite envs: tabular methods
+    index their tables with it and networks one-hot it (`bellman.nets.obs_features`).
+    """
+    if not isinstance(env.observation_space, gym.spaces.Box | gym.spaces.Discrete):
         env = gym.wrappers.FlattenObservation(env)
     return env
 
 
+def _bounds(space: gym.spaces.Box) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    low = np.broadcast_to(space.low.astype(np.float64), space.shape).ravel()
+    high = np.broadcast_to(space.high.astype(np.float64), space.shape).ravel()
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        return None, None
+    return tuple(low.tolist()), tuple(high.tolist())
+
+
 def spec_of(env_id: str, env: gym.Env) -> EnvSpec:
     obs_space = env.observation_space
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    action_space = action_space_of(env.action_space)
+    if isinstance(obs_space, gym.spaces.Discrete):
+        return EnvSpec(
+            id=env_id,
+            obs_shape=(),
+            obs_dtype="int32",
+            action_space=action_space,
+            max_episode_steps=limit,
+            num_states=int(obs_space.n),
+        )
     assert isinstance(obs_space, gym.spaces.Box)
     dtype = "uint8" if obs_space.dtype == np.uint8 else "float32"
-    limit = env.spec.max_episode_steps if env.spec is not None else None
+    low, high = _bounds(obs_space)
     return EnvSpec(
         id=env_id,
         obs_shape=tuple(int(d) for d in obs_space.shape),
         obs_dtype=dtype,
-        action_space=action_space_of(env.action_space),
+        action_space=action_space,
         max_episode_steps=limit,
+        obs_low=low,
+        obs_high=high,
     )
 
 

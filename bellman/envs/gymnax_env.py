@@ -89,6 +89,20 @@ def _action_space(space: Any) -> ActionSpace:
     return Other(type(space).__name__)
 
 
+def _observation_bounds(
+    space: Any, shape: tuple[int, ...]
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """A Box observation space's finite bounds, flattened; (None, None) when unbounded."""
+    try:
+        low = np.broadcast_to(np.asarray(space.low, np.float64), shape).ravel()
+        high = np.broadcast_to(np.asarray(space.high, np.float64), shape).ravel()
+    except (AttributeError, ValueError):
+        return None, None
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        return None, None
+    return tuple(low.tolist()), tuple(high.tolist())
+
+
 class GymnaxEnv:
     """A gymnax environment with its default parameters, as a bellman `JaxEnv`."""
 
@@ -97,15 +111,22 @@ class GymnaxEnv:
         self._params = default_params.replace(**params) if params else default_params
         self.cache_key = f"gymnax {env_id} {self._params!r}"
         """Names the env's code and parameters, for `bellman.runners.programs`."""
-        action_space = _action_space(self._env.action_space(self._params))
-        obs_space = self._env.observation_space(self._params)
+        # The spaces are built with jnp: evaluate them eagerly even when an env is made while
+        # tracing (e.g. inside `jax.eval_shape`), since the spec holds plain numbers.
+        with jax.ensure_compile_time_eval():
+            action_space = _action_space(self._env.action_space(self._params))
+            obs_space = self._env.observation_space(self._params)
+            obs_shape = tuple(int(d) for d in obs_space.shape)
+            low, high = _observation_bounds(obs_space, obs_shape)
         max_steps = getattr(self._params, "max_steps_in_episode", None)
         self.spec = EnvSpec(
             id=env_id,
-            obs_shape=tuple(int(d) for d in obs_space.shape),
+            obs_shape=obs_shape,
             obs_dtype="float32",
             action_space=action_space,
             max_episode_steps=int(max_steps) if max_steps is not None else None,
+            obs_low=low,
+            obs_high=high,
         )
 
     def _obs(self, obs: jax.Array) -> jax.Array:

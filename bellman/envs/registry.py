@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from bellman.envs import probes
+from bellman.envs import discretize, finite, probes, roboparking
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, make_single, spec_of
 from bellman.envs.gymnax_env import GYMNAX_IDS, GymnaxEnv
@@ -32,10 +32,38 @@ def _gymnax(env_id: str) -> Callable[[], JaxEnv]:
     return lambda: GymnaxEnv(env_id)
 
 
+def _finite(env_id: str) -> Callable[[], JaxEnv]:
+    return lambda: finite.FiniteMDPEnv(finite.MDPS[env_id](), env_id)
+
+
+def _toy_text(env_id: str) -> Callable[[], JaxEnv]:
+    return lambda: finite.FiniteMDPEnv(finite.toy_text_mdp(env_id), env_id)
+
+
 JAX_ENVS: dict[str, Callable[[], JaxEnv]] = {
     **{env_id: _gymnax(env_id) for env_id in GYMNAX_IDS},
     **probes.PROBES,
+    **{env_id: _finite(env_id) for env_id in finite.MDPS},
+    **{env_id: _toy_text(env_id) for env_id in finite.TOY_TEXT},
+    "RoboParking-v0": roboparking.RoboParking,
+    "PendulumDiscrete-v1": discretize.pendulum_discrete,
 }
+
+TWINS: dict[str, str] = {
+    **{env_id: finite.gymnasium_id(env_id) for env_id in finite.MDPS},
+    "RoboParking-v0": "bellman/RoboParking-v0",
+    "PendulumDiscrete-v1": "bellman/PendulumDiscrete-v1",
+}
+"""JAX env id -> the id of its gymnasium twin, where they differ (bellman's own envs are
+registered with gymnasium as `bellman/<id>`)."""
+
+
+def jax_id(env_id: str) -> str:
+    """The JAX registry's id for `env_id` (`bellman/Maze-v0` and `Maze-v0` are the same env)."""
+    for jax_name, gym_name in TWINS.items():
+        if env_id == gym_name:
+            return jax_name
+    return env_id
 
 
 @dataclass
@@ -109,11 +137,13 @@ def resolve(env_id: str, backend: str = "auto") -> ResolvedEnv:
     """Resolve `env_id` for `backend` ('auto', 'compiled' or 'gymnasium')."""
     if backend not in BACKENDS:
         raise UnknownNameError(f"unknown backend '{backend}'" + closest(backend, BACKENDS))
-    twin = env_id in gym.registry or ":" in env_id
-    if backend in ("auto", "compiled") and env_id in JAX_ENVS:
-        env = JAX_ENVS[env_id]()
-        make_gym = gymnasium_factory(env_id) if twin else None
-        return ResolvedEnv(env_id, "compiled", env.spec, jax_env=env, make_gym=make_gym)
+    name = jax_id(env_id)
+    gym_name = TWINS.get(name, env_id)
+    twin = gym_name in gym.registry or ":" in gym_name
+    if backend in ("auto", "compiled") and name in JAX_ENVS:
+        env = JAX_ENVS[name]()
+        make_gym = gymnasium_factory(gym_name) if twin else None
+        return ResolvedEnv(name, "compiled", env.spec, jax_env=env, make_gym=make_gym)
     if backend == "compiled":
         if twin:
             raise EnvError(
@@ -121,8 +151,8 @@ def resolve(env_id: str, backend: str = "auto") -> ResolvedEnv:
                 "train it with --backend gymnasium"
             )
         raise _unknown(env_id)
-    factory = gymnasium_factory(env_id)
-    return ResolvedEnv(env_id, "gymnasium", probe_gymnasium(env_id, factory), make_gym=factory)
+    factory = gymnasium_factory(gym_name)  # `Maze-v0` on the host backend is `bellman/Maze-v0`
+    return ResolvedEnv(env_id, "gymnasium", probe_gymnasium(gym_name, factory), make_gym=factory)
 
 
 def list_envs() -> dict[str, list[str]]:

@@ -75,6 +75,12 @@ class EnvSpec:
     action_space: ActionSpace
     max_episode_steps: int | None
     """The time limit after which an episode is truncated, if the env has one."""
+    num_states: int | None = None
+    """For a finite env: observations are state indices 0..num_states-1 (a scalar int32)."""
+    obs_low: tuple[float, ...] | None = None
+    """Lower bounds of a Box observation (flattened, C order), when the env declares them."""
+    obs_high: tuple[float, ...] | None = None
+    """Upper bounds of a Box observation (flattened, C order), when the env declares them."""
 
 
 def describe(space: object) -> str:

@@ -42,7 +42,7 @@ def open_run(path: str | Path, backend: str | None = None) -> TrainedRun:
     try:
         info = algos.get(record["algo"])
         settings = cfg.with_overrides(RunSettings(env=record["env"]), record["settings"])
-        config = cfg.with_overrides(info.module.Config(), record["config"])
+        config = cfg.with_overrides(info.make_config(), record["config"])
         plan = Plan(**record["plan"])
     except (KeyError, TypeError):
         raise RunDirError(f"{run_dir.path}/config.json is not a complete bellman config") from None

@@ -41,12 +41,14 @@ from bellman.experiment.plots import learning_curve
 from bellman.experiment.progress import TrainingProgress
 from bellman.experiment.rundir import CURVE, RunDir
 from bellman.experiment.settings import Plan, RunSettings
+from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.onpolicy import CompiledOnPolicy
 from bellman.runners.onpolicy_host import HostOnPolicy
 
 KEEP_CHECKPOINTS = 2
+POLICY_PLOT = "policy.png"
 
 
 class Interrupted(BellmanError):
@@ -275,6 +277,7 @@ class Trainer:
                 self.runner.close()
         metrics = self.run_dir.read_metrics()
         learning_curve(metrics, self.run_dir.path / CURVE, f"{self.info.name} on {self.env.id}")
+        self.plot_values(self.runner.algo_state(state))
         per_seed = final.mean(axis=1)
         wall_s = time.perf_counter() - start_time
         steps_trained = (update - first_update) * plan.steps_per_update
@@ -306,6 +309,28 @@ class Trainer:
             algo_state=jax.device_get(self.runner.algo_state(state)),
             metrics=metrics,
         )
+
+    def plot_values(self, algo_state: Any) -> None:
+        """For an algorithm with a value table on a finite JAX env: its values and greedy policy
+        (seed 0) as `policy.png`, a grid heat map when the env is a grid."""
+        module, env = self.info.module, self.env.jax_env
+        if not hasattr(module, "values_and_policy") or env is None:
+            return
+        values, policy = module.values_and_policy(
+            self.config, jax.tree.map(lambda x: x[0], jax.device_get(algo_state))
+        )
+        values = np.asarray(values)
+        policy = None if policy is None else np.asarray(policy)
+        labels = getattr(env, "action_labels", None) or [str(a) for a in range(values.size)]
+        minimize = getattr(self.config, "objective", "reward") == "cost"
+        what = "values and greedy policy" if policy is not None else "values"
+        title = f"{self.info.name} on {self.env.id}: {what} of seed 0"
+        path = self.run_dir.path / POLICY_PLOT
+        layout = getattr(env, "layout", None)
+        if layout is not None:
+            value_map(path, layout, values, policy, labels, title, minimize)
+        else:
+            value_curves(path, values, policy, labels, title, minimize)
 
     def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
         bad = sorted({i for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
@@ -372,7 +397,7 @@ def train(
         },
     )
     settings.validate()
-    algo_config = cfg.with_overrides(config or info.module.Config(), overrides)
+    algo_config = cfg.with_overrides(config or info.make_config(), overrides)
     algo_config.validate()
     resolved = registry.resolve(env, settings.backend)
     info.module.check_env(algo_config, resolved.spec)
@@ -403,7 +428,7 @@ def resume(run_dir: str | Path, *, algo: str | None = None, progress: bool = Tru
     info = algos.get(record["algo"])
     try:
         settings = cfg.with_overrides(RunSettings(env=record["env"]), record["settings"])
-        algo_config = cfg.with_overrides(info.module.Config(), record["config"])
+        algo_config = cfg.with_overrides(info.make_config(), record["config"])
         plan = Plan(**record["plan"])
     except (KeyError, TypeError):
         raise RunDirError(f"{rd.path}/config.json is not a complete bellman config") from None

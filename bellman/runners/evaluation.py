@@ -28,6 +28,16 @@ def _env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
     return space.clip(action) if isinstance(space, Box) and space.bounded else action
 
 
+def evaluation_action(
+    algo: Any, config: Any, spec: EnvSpec, algo_state: Any, obs: Any, key: jax.Array
+) -> jax.Array:
+    """The action of the policy a run reports its return for: the algorithm's
+    `evaluation_action` if it has one (TD(0) evaluates a stochastic policy), else `greedy`."""
+    if hasattr(algo, "evaluation_action"):
+        return algo.evaluation_action(config, spec, algo_state, obs, key)
+    return algo.greedy(config, spec, algo_state, obs)
+
+
 def evaluate_jax(
     algo: Any, config: Any, env: JaxEnv, algo_state: Any, key: jax.Array, episodes: int
 ) -> tuple[jax.Array, jax.Array]:
@@ -49,8 +59,8 @@ def evaluate_jax(
 
     def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
         env_state, obs, alive, returns, lengths, key, t = carry
-        key, step_key = jax.random.split(key)
-        action = algo.greedy(config, env.spec, algo_state, obs)
+        key, step_key, act_key = jax.random.split(key, 3)
+        action = evaluation_action(algo, config, env.spec, algo_state, obs, act_key)
         env_state, ts = jax.vmap(env.step)(
             jax.random.split(step_key, episodes), env_state, _env_action(env.spec, action)
         )
@@ -93,8 +103,12 @@ class JaxEvaluator:
         keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
         devices = list(self.sharding.mesh.devices.flat)
         with paused_gc():
+            description = self._description and [
+                *self._description,
+                programs.signature(algo_state_template, keys),
+            ]
             self._compiled = programs.compile_program(
-                self._description,
+                description,
                 lambda: self._fn.lower(algo_state_template, keys),
                 devices,
                 LIGHT,
@@ -126,7 +140,9 @@ def evaluate_gymnasium(
     """
     seeds = jax.tree.leaves(algo_state)[0].shape[0]
     envs = GymnasiumVectorEnv(env_id, make_env, seeds * episodes)
-    greedy = jax.jit(jax.vmap(functools.partial(algo.greedy, config, spec)))
+    policy = functools.partial(evaluation_action, algo, config, spec)
+    act = jax.jit(jax.vmap(policy, in_axes=(0, 0, None)))
+    key = jax.random.PRNGKey(seed)
     returns = np.zeros(seeds * episodes)
     lengths = np.zeros(seeds * episodes)
     running = np.ones(seeds * episodes, bool)
@@ -135,7 +151,8 @@ def evaluate_gymnasium(
         obs = envs.reset(seed)
         while running.any() and lengths.max() < max_steps:
             batch = obs.reshape((seeds, episodes, *spec.obs_shape))
-            action: np.ndarray = np.asarray(greedy(algo_state, batch))
+            key, act_key = jax.random.split(key)
+            action: np.ndarray = np.asarray(act(algo_state, batch, act_key))
             ts = envs.step(action.reshape((seeds * episodes, *spec.action_space.shape)))
             returns += np.where(running, ts.reward, 0.0)
             lengths += running

@@ -238,8 +238,9 @@ class CompiledOnPolicy:
             )
             self._template = self._compiled_init.out_info
             ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
+            description = self._description("chunk")
             self._compiled_chunk = programs.compile_program(
-                self._description("chunk"),
+                description and [*description, programs.signature(self._template, ids)],
                 lambda: self._chunk.lower(self._template, ids),
                 devices,
             )

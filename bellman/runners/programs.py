@@ -68,6 +68,16 @@ def directory() -> Path | None:
     return None if root is None else root / "programs"
 
 
+def signature(*args: Any) -> str:
+    """The tree structure (static metadata included), shapes and dtypes of a program's inputs:
+    part of its key, since an executable only accepts inputs of exactly that form."""
+    leaves, treedef = jax.tree.flatten(args)
+    shapes = [
+        f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}" for x in leaves
+    ]
+    return f"{treedef} {' '.join(shapes)}"
+
+
 def key_of(description: Sequence[str], devices: Sequence[Any]) -> str:
     device_names = [f"{d.platform}:{d.device_kind}:{d.id}" for d in devices]
     text = json.dumps([list(description), device_names, _environment()])
