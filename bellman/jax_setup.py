@@ -10,7 +10,9 @@ Set at `import bellman`, before JAX starts its CPU backend, unless XLA_FLAGS alr
   work can exhaust has been reported to deadlock vmapped CPU programs.
 - Threefry's CPU lowering: JAX emits the hash's 5 rounds as a rolled loop on CPU, so every random
   draw inside a compiled rollout runs a small while-loop of its own. The unrolled lowering (the one
-  JAX uses on GPU) computes the same bits, compiles faster and runs faster here.
+  JAX uses on GPU) computes the same bits and runs faster here, so the training programs use it.
+  Programs whose run time hardly matters (initialisation, evaluation) are lowered inside
+  `small_code()`, which keeps JAX's rolled loop: the same bits again, in less code to compile.
 
 bellman's cache directory (`cache_root`) holds the compiled programs of
 `bellman.runners.programs`, so that a second run of the same configuration neither traces nor
@@ -19,10 +21,15 @@ compiles.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _done = {"threefry": False}
+_small_code = contextvars.ContextVar("bellman_small_code", default=False)
 
 
 def usable_cores() -> int:
@@ -51,10 +58,26 @@ def unroll_threefry_on_cpu() -> None:
         from jax._src.random import threefry2x32
     except ImportError:  # a JAX whose internals moved: keep its own lowering
         return
-    rule = getattr(threefry2x32, "_threefry2x32_lowering_rule", None)
+    unrolled = getattr(threefry2x32, "_threefry2x32_lowering_rule", None)
+    rolled = getattr(threefry2x32, "_threefry2x32_cpu_lowering_rule", None)
     primitive = getattr(threefry2x32, "threefry2x32_p", None)
-    if rule is not None and primitive is not None:
-        mlir.register_lowering(primitive, rule, platform="cpu")
+    if unrolled is None or rolled is None or primitive is None:
+        return
+
+    def rule(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        return (rolled if _small_code.get() else unrolled)(ctx, *args, **kwargs)
+
+    mlir.register_lowering(primitive, rule, platform="cpu")
+
+
+@contextlib.contextmanager
+def small_code() -> Iterator[None]:
+    """Lower programs for a small compile rather than a fast run (see the module docstring)."""
+    token = _small_code.set(True)
+    try:
+        yield
+    finally:
+        _small_code.reset(token)
 
 
 def cache_root() -> Path | None:

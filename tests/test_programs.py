@@ -62,3 +62,29 @@ def test_key_depends_on_description_and_devices() -> None:
     assert programs.key_of(["a"], devices) != programs.key_of(["b"], devices)
     if len(jax.devices()) > 1:
         assert programs.key_of(["a"], devices) != programs.key_of(["a"], jax.devices()[1:2])
+
+
+def test_light_programs_draw_the_same_random_bits_from_smaller_code() -> None:
+    key, devices = jax.random.PRNGKey(7), jax.devices()[:1]
+    fast_fn = jax.jit(lambda k: jax.random.normal(k, (5,)))
+    light_fn = jax.jit(lambda k: jax.random.normal(k, (5,)) + 0.0)  # another function: no reuse
+    fast = programs.start(None, lambda: fast_fn.lower(key), devices).result()
+    light = programs.start(None, lambda: light_fn.lower(key), devices, light=True).result()
+    np.testing.assert_array_equal(np.asarray(fast(key)), np.asarray(light(key)))
+    # the light program keeps threefry's rolled loop; the training programs unroll it
+    assert " while(" in light.as_text() and " while(" not in fast.as_text()
+
+
+def test_a_program_compiles_in_the_background_and_reports_its_errors() -> None:
+    devices = jax.devices()[:1]
+    x = np.ones(3, np.float32)
+    program = programs.start(None, lambda: jax.jit(lambda v: v * 2).lower(x), devices)
+    np.testing.assert_array_equal(np.asarray(program(x)), 2 * x)
+    assert program.wait_s >= 0.0
+
+    def broken() -> None:
+        raise ValueError("cannot trace this")
+
+    late = programs.start(None, broken, devices, trace_on_worker=True)  # traced on the worker
+    with pytest.raises(ValueError, match="cannot trace this"):
+        late.result()

@@ -144,16 +144,12 @@ class Trainer:
 
     # ----- pieces of the loop -----
     def compile(self) -> float:
-        """Compile the chunk program and the evaluator, one after the other.
-
-        (Not in threads: compiling in one thread while another executes can deadlock XLA's CPU
-        client.)
-        """
+        """Compile the training programs, and start compiling the evaluator's on the compile
+        worker, where it goes on while training runs (see `bellman.runners.programs`)."""
         start = time.perf_counter()
         self.runner.compile()
         if self.evaluator is not None:
-            template = self.runner.checkpoint_templates()["algo"]
-            self.evaluator.compile(template)
+            self.evaluator.start_compile(self.runner.checkpoint_templates()["algo"])
         return time.perf_counter() - start
 
     def evaluate(self, algo_state: Any, update: int) -> np.ndarray:
@@ -293,7 +289,8 @@ class Trainer:
             "final_return_per_seed": per_seed.tolist(),
             "eval_episodes": s.eval_episodes,
             "wall_s": wall_s,
-            "compile_s": compile_s,
+            # the evaluator compiles while training runs; what was left of it was waited for
+            "compile_s": compile_s + (self.evaluator.wait_s if self.evaluator else 0.0),
             "train_s": train_s,
             "steps_per_s": steps_trained * s.seeds / max(train_s, 1e-9),
             "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),

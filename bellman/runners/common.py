@@ -22,11 +22,6 @@ def seed_keys(seed: int, seeds: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(seeds))
 
 
-# Compiler options for programs whose run time hardly matters (initialisation, evaluation):
-# without LLVM's optimisations they compile in about half the time and run about 2x slower.
-LIGHT: dict[str, str | bool] = {"xla_backend_optimization_level": "0"}
-
-
 def over_seeds(fn: Callable[..., Any], seeds: int, in_axes: tuple[int | None, ...]) -> Any:
     """`vmap(fn, in_axes)` over a leading seed axis.
 

@@ -7,7 +7,6 @@ are these: `episodes` fresh episodes per seed with the algorithm's `greedy` acti
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any
 
 import jax
@@ -18,7 +17,7 @@ from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
 from bellman.envs.spaces import Box, EnvSpec
 from bellman.runners import programs
-from bellman.runners.common import LIGHT, over_seeds, paused_gc, seed_sharding
+from bellman.runners.common import over_seeds, seed_sharding
 
 DEFAULT_MAX_STEPS = 100_000
 
@@ -98,22 +97,26 @@ class JaxEvaluator:
         )
         self._compiled: Any = None
 
-    def compile(self, algo_state_template: Any) -> float:
-        start = time.perf_counter()
+    def start_compile(self, algo_state_template: Any) -> None:
+        """Start compiling (or loading) the evaluation program on the compile worker: it is
+        traced and compiled there, while training goes on, and waited for when first used."""
         keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
-        devices = list(self.sharding.mesh.devices.flat)
-        with paused_gc():
-            description = self._description and [
-                *self._description,
-                programs.signature(algo_state_template, keys),
-            ]
-            self._compiled = programs.compile_program(
-                description,
-                lambda: self._fn.lower(algo_state_template, keys),
-                devices,
-                LIGHT,
-            )
-        return time.perf_counter() - start
+        description = self._description and [
+            *self._description,
+            programs.signature(algo_state_template, keys),
+        ]
+        self._compiled = programs.start(
+            description,
+            lambda: self._fn.lower(algo_state_template, keys),
+            list(self.sharding.mesh.devices.flat),
+            light=True,
+            trace_on_worker=True,
+        )
+
+    @property
+    def wait_s(self) -> float:
+        """Seconds spent waiting for the program to compile (0 when it was ready in time)."""
+        return self._compiled.wait_s if self._compiled is not None else 0.0
 
     def __call__(self, algo_state: Any, keys: jax.Array) -> tuple[np.ndarray, np.ndarray]:
         """Returns and lengths `[seeds, episodes]`."""

@@ -22,7 +22,6 @@ from bellman.envs.spaces import Box, EnvSpec
 from bellman.rollout import Rollout
 from bellman.runners import programs
 from bellman.runners.common import (
-    LIGHT,
     ChunkResult,
     episode_means,
     over_seeds,
@@ -229,21 +228,34 @@ class CompiledOnPolicy:
         ]
 
     def compile(self) -> float:
-        """Compile (or load) the init and chunk programs; returns the seconds it took."""
+        """Compile (or load) the init and chunk programs; returns the seconds it took.
+
+        The init program is traced first: its output shapes are the chunk program's input, and
+        its compilation runs on the worker while the chunk program is traced.
+        """
         start = time.perf_counter()
         devices = list(self.sharding.mesh.devices.flat)
+        keys = self._keys()
+        traced: list[Any] = []
+
+        def lower_init() -> Any:
+            traced.append(self._init.trace(keys))
+            return traced[0].lower()
+
         with paused_gc():
-            self._compiled_init = programs.compile_program(
-                self._description("init"), lambda: self._init.lower(self._keys()), devices, LIGHT
+            self._compiled_init = programs.start(
+                self._description("init"), lower_init, devices, light=True
             )
-            self._template = self._compiled_init.out_info
+            self._template = (traced[0] if traced else self._compiled_init.result()).out_info
             ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
             description = self._description("chunk")
-            self._compiled_chunk = programs.compile_program(
+            self._compiled_chunk = programs.start(
                 description and [*description, programs.signature(self._template, ids)],
                 lambda: self._chunk.lower(self._template, ids),
                 devices,
             )
+        self._compiled_init.result()
+        self._compiled_chunk.result()
         return time.perf_counter() - start
 
     def run_chunk(self, state: RunnerState, first_update: int) -> tuple[RunnerState, ChunkResult]:
