@@ -1,8 +1,10 @@
-"""The `bellman` command line: train, eval, list.
+"""The `bellman` command line: train, eval, solve, list.
 
     bellman train ALGO --env ENV [--steps N] [--seeds K] [--out DIR] [--backend compiled|gymnasium]
                   [--<any config field> VALUE ...] [--resume RUN_DIR]
     bellman eval RUN_DIR [--episodes N] [--video] [--json]
+    bellman solve ENV [--method value-iteration|policy-iteration|policy-evaluation|...]
+                  [--iterations N] [--show 1,2,3,10] [--json] [--plot] [--objective reward|cost]
     bellman list [algos|envs]
 
 Every field of an algorithm's config is a flag (`--num-envs 8`), with the field's docstring as its
@@ -26,12 +28,13 @@ from bellman.errors import (
     BellmanError,
     ConfigError,
     EnvError,
+    MDPError,
     UnknownNameError,
     closest,
 )
 from bellman.experiment.settings import RunSettings
 
-USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError)
+USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError, MDPError)
 
 
 class UsageError(BellmanError):
@@ -98,7 +101,7 @@ def _show(value: Any) -> str:
 def build_parser() -> Parser:
     parser = Parser(
         prog="bellman",
-        description="Deep reinforcement learning in JAX: train, evaluate, list.",
+        description="Deep reinforcement learning in JAX: train, evaluate, solve, list.",
     )
     parser.add_argument("--version", action="version", version=f"bellman {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -149,9 +152,70 @@ def build_parser() -> Parser:
     ev.add_argument("--video", action="store_true", help="record one episode to RUN_DIR/videos/")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
+    add_solve_parser(commands)
+
     ls = commands.add_parser("list", help="list algorithms or environments")
     ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
     return parser
+
+
+def add_solve_parser(commands: Any) -> None:
+    from bellman.algos import dp
+
+    sv = commands.add_parser(
+        "solve",
+        help="solve a finite MDP exactly (value iteration, policy iteration, ...)",
+        description="Plan on a finite environment whose model is known: bellman's grid worlds "
+        "(Maze-v0, GridWorld-v0, ...), gymnasium's toy-text envs, or any env with a transition "
+        "table P[s][a]. Prints V as a grid and the greedy policy as arrows.",
+    )
+    sv.add_argument("env", metavar="ENV")
+    sv.add_argument(
+        "--method",
+        default="value-iteration",
+        help=f"one of {', '.join(dp.METHODS)} (default: value-iteration)",
+    )
+    sv.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="run exactly N sweeps (improvement steps for policy-iteration) instead of "
+        "stopping at convergence",
+    )
+    sv.add_argument(
+        "--show",
+        metavar="K,K,...",
+        default="",
+        help="also print V_k after these iterations, e.g. 1,2,3,10 (V_0 is where it starts)",
+    )
+    sv.add_argument(
+        "--tol",
+        type=float,
+        default=dp.DEFAULT_TOL,
+        help="stop when no value "
+        f"changes by more than this in a sweep (default: {dp.DEFAULT_TOL:g})",
+    )
+    sv.add_argument(
+        "--in-place",
+        action="store_true",
+        help="in-place (Gauss-Seidel) sweeps for policy-evaluation",
+    )
+    sv.add_argument("--gamma", type=float, default=None, help="discount (default: the env's)")
+    sv.add_argument(
+        "--objective",
+        choices=["reward", "cost"],
+        default=None,
+        help="maximise rewards or minimise costs (= minus rewards); values are reported in this "
+        "convention (default: the env's own, cost for Maze-v0)",
+    )
+    sv.add_argument("--json", action="store_true", help="print one JSON object")
+    sv.add_argument(
+        "--plot",
+        action="store_true",
+        help="write a heat map of V with the policy (PNG) and, for grid worlds, an animation "
+        "over the iterations (GIF)",
+    )
+    sv.add_argument("--out", metavar="DIR", default=".", help="where --plot writes (default: .)")
 
 
 def _check_algo_name(argv: Sequence[str]) -> None:
@@ -248,6 +312,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iterations_to_show(text: str) -> list[int]:
+    try:
+        show = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--show takes iteration numbers like 1,2,3,10, not '{text}'") from None
+    if any(k < 0 for k in show):
+        raise UsageError("--show takes iteration numbers >= 0")
+    return show
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bellman.experiment import solve as solving
+
+    show = _iterations_to_show(args.show)
+    solved = solving.solve(
+        args.env,
+        args.method,
+        iterations=args.iterations,
+        tol=args.tol,
+        in_place=args.in_place,
+        gamma=args.gamma,
+        objective=args.objective,
+    )
+    written = solving.plot(solved, Path(args.out)) if args.plot else []
+    if args.json:
+        print(json.dumps({**solving.to_json(solved), "plots": [str(p) for p in written]}))
+        return 0
+    print(solving.report(solved, show))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bellman.envs import list_envs
 
@@ -271,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_algo_name(argv)
         args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}[args.command]
+        handlers = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}
+        handler = handlers[args.command]
         return handler(args)
     except BellmanError as exc:
         from bellman.experiment.train import Interrupted

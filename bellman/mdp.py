@@ -207,7 +207,7 @@ def make(
         layout=layout,
         max_episode_steps=max_episode_steps,
     )
-    _validate(p, r, done, float(gamma), start, mdp)
+    _validate(p, r, start, mdp)
     return mdp
 
 
@@ -295,14 +295,7 @@ def _gymnasium_layout(base: Any, num_states: int, done: np.ndarray) -> GridLayou
 # ----- checking -----
 
 
-def _validate(
-    p: np.ndarray,
-    r: np.ndarray,
-    terminal: np.ndarray,
-    gamma: float,
-    start: np.ndarray,
-    mdp: FiniteMDP,
-) -> None:
+def _validate(p: np.ndarray, r: np.ndarray, start: np.ndarray, mdp: FiniteMDP) -> None:
     """Raise MDPError with one sentence for the first thing wrong with the MDP."""
     where = f"MDP '{mdp.name}'"
     if not (np.isfinite(p).all() and np.isfinite(r).all()):
@@ -318,16 +311,23 @@ def _validate(
             f"{where} is not stochastic: the probabilities of action {a} in {mdp.state_name(s)} "
             f"sum to {sums[s, a]:.6g}, not 1"
         )
-    if not 0.0 <= gamma <= 1.0:
-        raise MDPError(f"gamma must lie in [0, 1], not {gamma:g}")
     if abs(start.sum() - 1.0) > 1e-5 or (start < 0).any():
         raise MDPError(f"{where}'s initial_distribution is not a probability distribution")
+    check_discount(mdp)
+
+
+def check_discount(mdp: FiniteMDP) -> None:
+    """Raise MDPError unless gamma lies in [0, 1], and, for gamma = 1, unless a terminal state can
+    be reached from every state (otherwise the optimal values are infinite)."""
+    gamma = float(mdp.gamma)
+    if not 0.0 <= gamma <= 1.0:
+        raise MDPError(f"gamma must lie in [0, 1], not {gamma:g}")
     if gamma == 1.0:
-        stuck = np.flatnonzero(~reaches_terminal(p, terminal))
+        stuck = np.flatnonzero(~reaches_terminal(mdp.transitions, mdp.terminal))
         if len(stuck):
             raise MDPError(
                 f"gamma = 1 needs episodes that end, but no terminal state can be reached from "
-                f"{mdp.state_name(int(stuck[0]))} of {where}: use a gamma below 1"
+                f"{mdp.state_name(int(stuck[0]))} of MDP '{mdp.name}': use a gamma below 1"
             )
 
 
@@ -361,6 +361,36 @@ def check_policy_terminates(mdp: FiniteMDP, policy: Any) -> None:
             f"with gamma = 1 the policy's values are infinite: it never reaches a terminal state "
             f"from {mdp.state_name(int(stuck[0]))} of MDP '{mdp.name}'"
         )
+
+
+def with_objective(mdp: FiniteMDP, objective: str) -> FiniteMDP:
+    """The same MDP in the other convention when `objective` differs from its own: rewards become
+    costs (negated) or costs rewards, V_0 with them; the values come out negated, the policies
+    are the same."""
+    if objective not in OBJECTIVES:
+        raise MDPError(f"objective must be 'reward' or 'cost', not '{objective}'")
+    if objective == mdp.objective:
+        return mdp
+    return mdp.replace(
+        rewards=-mdp.rewards, initial_values=-mdp.initial_values, objective=objective
+    )
+
+
+def with_gamma(mdp: FiniteMDP, gamma: float) -> FiniteMDP:
+    """The MDP under another discount, checked as `make` checks it."""
+    if not 0.0 <= gamma <= 1.0:  # checked before float32 rounds it
+        raise MDPError(f"gamma must lie in [0, 1], not {gamma:g}")
+    changed = mdp.replace(gamma=jnp.asarray(gamma, jnp.float32))
+    check_discount(changed)
+    return changed
+
+
+def absorbing(mdp: FiniteMDP) -> np.ndarray:
+    """`[S]` bool: states that every action leaves unchanged (terminal or absorbing), where a
+    policy's choice does not matter."""
+    p = np.asarray(mdp.transitions)
+    stay = np.diagonal(p, axis1=0, axis2=2).T  # [S, A]: P[s, a, s]
+    return np.asarray(mdp.terminal) | (stay >= 1.0 - 1e-6).all(axis=1)
 
 
 def uniform_policy(mdp: FiniteMDP) -> jax.Array:

@@ -27,7 +27,7 @@ import numpy as np
 from flax import struct
 
 from bellman import mdp as mdp_lib
-from bellman.errors import ConfigError, MDPError, closest
+from bellman.errors import ConfigError, closest
 from bellman.mdp import FiniteMDP, best, best_action
 
 METHODS = (
@@ -432,16 +432,14 @@ def solve(
     if policy is not None and method in ("value-iteration", "q-value-iteration"):
         raise ConfigError(f"{method} takes no policy: it finds the optimal one")
     probs = None if policy is None else _check_policy(mdp, policy)
-    if float(mdp.gamma) == 1.0:  # `make` checks this, but not `mdp.replace(gamma=1.0)`
-        stuck = np.flatnonzero(~mdp_lib.reaches_terminal(mdp.transitions, mdp.terminal))
-        if len(stuck):
-            raise MDPError(
-                f"gamma = 1 needs episodes that end, but no terminal state can be reached from "
-                f"{mdp.state_name(int(stuck[0]))} of MDP '{mdp.name}': use a gamma below 1"
-            )
-        if method in ("policy-evaluation", "exact-evaluation", "policy-iteration"):
-            uniform = np.full((mdp.num_states, mdp.num_actions), 1.0 / mdp.num_actions)
-            mdp_lib.check_policy_terminates(mdp, uniform if probs is None else probs)
+    mdp_lib.check_discount(mdp)  # `make` checks it, but not `mdp.replace(gamma=...)`
+    if float(mdp.gamma) == 1.0 and method in (
+        "policy-evaluation",
+        "exact-evaluation",
+        "policy-iteration",
+    ):
+        uniform = np.full((mdp.num_states, mdp.num_actions), 1.0 / mdp.num_actions)
+        mdp_lib.check_policy_terminates(mdp, uniform if probs is None else probs)
     pi = None if probs is None else jnp.asarray(probs, mdp.transitions.dtype)
     if iterations is not None:
         tol = 0.0

@@ -1,0 +1,196 @@
+"""Tabular TD learning: the updates on hand-computed numbers, and the textbook's results with many
+vmapped runs (Sutton & Barto, Example 6.6; the robotics lecture's discretised pendulum)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bellman
+from bellman.algos import dp, tabular
+from bellman.envs import finite, registry
+from bellman.envs.spaces import Box, Discrete, EnvSpec
+from bellman.errors import EnvError
+from bellman.rollout import Rollout
+
+SPEC = EnvSpec(
+    id="two-states",
+    obs_shape=(),
+    obs_dtype="int32",
+    action_space=Discrete(2),
+    max_episode_steps=None,
+    num_states=2,
+)
+
+
+def one_step(s: int, a: int, r: float, s_next: int, terminated=False, truncated=False) -> Rollout:
+    """A rollout `[1, 1]` holding one transition."""
+    return Rollout(
+        obs=jnp.array([[s]], jnp.int32),
+        action=jnp.array([[a]], jnp.int32),
+        reward=jnp.array([[r]], jnp.float32),
+        terminated=jnp.array([[terminated]]),
+        truncated=jnp.array([[truncated]]),
+        next_obs=jnp.array([[s_next]], jnp.int32),
+        policy_info=None,
+    )
+
+
+def state_with(config: tabular.TabularConfig, q: list[list[float]]) -> tabular.TabularState:
+    state = tabular.init(jax.random.PRNGKey(0), config, SPEC, 10)
+    return state.replace(q=jnp.asarray(q, jnp.float32))
+
+
+Q = [[1.0, 2.0], [4.0, 3.0]]
+
+
+def test_q_learning_target_is_the_max_and_termination_stops_it() -> None:
+    config = tabular.TabularConfig(method="q-learning", alpha=0.5, gamma=0.9)
+    state = state_with(config, Q)
+    new, _ = tabular.learn(config, SPEC, state, one_step(0, 1, 1.0, 1), jax.random.PRNGKey(1))
+    # Q(0,1) + alpha (r + gamma max_a Q(1, a) - Q(0,1)) = 2 + 0.5 (1 + 0.9 * 4 - 2)
+    assert float(new.q[0, 1]) == pytest.approx(2.0 + 0.5 * (1.0 + 3.6 - 2.0))
+    ended = one_step(0, 1, 1.0, 1, terminated=True)
+    new, _ = tabular.learn(config, SPEC, state, ended, jax.random.PRNGKey(1))
+    assert float(new.q[0, 1]) == pytest.approx(2.0 + 0.5 * (1.0 - 2.0))
+    cut = one_step(0, 1, 1.0, 1, truncated=True)  # a time limit still bootstraps
+    new, _ = tabular.learn(config, SPEC, state, cut, jax.random.PRNGKey(1))
+    assert float(new.q[0, 1]) == pytest.approx(2.0 + 0.5 * (1.0 + 3.6 - 2.0))
+
+
+def test_cost_convention_minimises() -> None:
+    config = tabular.TabularConfig(method="q-learning", alpha=0.5, gamma=0.9, objective="cost")
+    state = state_with(config, Q)
+    # reward -1 is a cost of +1; the target takes min_a Q(1, a) = 3
+    new, _ = tabular.learn(config, SPEC, state, one_step(0, 1, -1.0, 1), jax.random.PRNGKey(1))
+    assert float(new.q[0, 1]) == pytest.approx(2.0 + 0.5 * (1.0 + 0.9 * 3.0 - 2.0))
+    assert int(tabular.greedy(config, SPEC, state, jnp.array([1]))[0]) == 1  # argmin
+
+
+def test_expected_sarsa_target_is_the_behaviour_policys_mean() -> None:
+    config = tabular.TabularConfig(method="expected-sarsa", alpha=1.0, gamma=1.0, epsilon=0.2)
+    state = state_with(config, Q)
+    new, _ = tabular.learn(config, SPEC, state, one_step(0, 0, 0.0, 1), jax.random.PRNGKey(1))
+    # pi(.|1) = 0.9 on the greedy action 0, 0.1 on action 1
+    assert float(new.q[0, 0]) == pytest.approx(0.9 * 4.0 + 0.1 * 3.0)
+
+
+def test_sarsa_updates_with_the_next_action_taken() -> None:
+    config = tabular.TabularConfig(method="sarsa", alpha=0.5, gamma=0.9)
+    state = state_with(config, Q)
+    # the first step only remembers (S, A, R, S'); nothing is updated yet
+    state, _ = tabular.learn(config, SPEC, state, one_step(0, 1, 1.0, 1), jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(state.q), Q)
+    # the next step's A' = 1 in S' = 1 completes it: Q(0,1) += alpha (r + gamma Q(1, 1) - Q(0,1))
+    state, _ = tabular.learn(config, SPEC, state, one_step(1, 1, 0.0, 0), jax.random.PRNGKey(1))
+    assert float(state.q[0, 1]) == pytest.approx(2.0 + 0.5 * (1.0 + 0.9 * 3.0 - 2.0))
+
+
+def test_td0_prediction_update() -> None:
+    config = tabular.TabularConfig(method="td0", alpha=0.5, gamma=0.9)
+    state = tabular.init(jax.random.PRNGKey(0), config, SPEC, 10)
+    state = state.replace(v=jnp.array([1.0, 2.0]))
+    new, _ = tabular.learn(config, SPEC, state, one_step(0, 0, 1.0, 1), jax.random.PRNGKey(1))
+    assert float(new.v[0]) == pytest.approx(1.0 + 0.5 * (1.0 + 0.9 * 2.0 - 1.0))
+
+
+def test_epsilon_greedy_probabilities_and_decay() -> None:
+    config = tabular.TabularConfig(epsilon=0.1, epsilon_decay_steps=100)
+    state = state_with(config, [[1.0, 1.0], [0.0, 5.0]])
+    start = tabular.behaviour_probs(config, state, jnp.array([0, 1]))
+    np.testing.assert_allclose(start, [[0.5, 0.5], [0.5, 0.5]])  # epsilon starts at 1
+    later = tabular.behaviour_probs(config, state.replace(steps=jnp.int32(100)), jnp.array([0, 1]))
+    np.testing.assert_allclose(later, [[0.5, 0.5], [0.05, 0.95]], rtol=1e-6)  # ties shared
+
+
+def test_tabular_needs_a_finite_env() -> None:
+    config = tabular.TabularConfig()
+    with pytest.raises(EnvError, match="finite env"):
+        tabular.check_env(config, registry.resolve("CartPole-v1").spec)
+    continuous_actions = dataclasses.replace(SPEC, action_space=Box((1,), (-2.0,), (2.0,)))
+    with pytest.raises(EnvError, match="finitely many actions"):
+        tabular.check_env(config, continuous_actions)
+
+
+# ----- the textbook's results, many runs vmapped -----
+
+
+def online_returns(run_dir: Path) -> np.ndarray:
+    """`[records, seeds]` mean training-episode return of each logged chunk."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return np.array([r["episode_return"] for r in records if "episode_return" in r], np.float64)
+
+
+CLIFF = {"steps": 25_000, "seeds": 16, "gamma": 1.0, "alpha": 0.5, "epsilon": 0.1}
+
+
+@pytest.fixture(scope="module")
+def cliff_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bellman.Run]:
+    out = tmp_path_factory.mktemp("cliff")
+    return {
+        method: bellman.train(
+            method, env="CliffWalking-v0", out=out / method, progress=False, evals=0, **CLIFF
+        )
+        for method in ("q-learning", "sarsa")
+    }
+
+
+def test_sarsa_earns_more_online_than_q_learning_on_the_cliff(
+    cliff_runs: dict[str, bellman.Run],
+) -> None:
+    # Example 6.6 / Figure 6.4: with epsilon = 0.1 Q-learning walks the cliff edge and falls now
+    # and then (online return about -50); SARSA learns the safer path (about -25)
+    late = {}
+    for method, run in cliff_runs.items():
+        returns = online_returns(run.run_dir)
+        late[method] = np.nanmean(returns[len(returns) // 2 :], axis=0)  # per seed
+    assert (late["sarsa"] > late["q-learning"]).mean() >= 0.9, late
+    assert np.mean(late["sarsa"]) > np.mean(late["q-learning"]) + 10, late
+    assert -35 < np.mean(late["sarsa"]) < -15, late
+    assert -75 < np.mean(late["q-learning"]) < -35, late
+
+
+def test_q_learnings_greedy_policy_is_the_optimal_cliff_edge_path(
+    cliff_runs: dict[str, bellman.Run],
+) -> None:
+    optimum = dp.solve(finite.MDPS["CliffWalking-v0"](), "value-iteration")
+    start = int(np.argmax(np.asarray(finite.MDPS["CliffWalking-v0"]().initial_distribution)))
+    assert optimum.values[start] == pytest.approx(-13.0)  # 13 steps along the edge
+    q_returns = np.asarray(cliff_runs["q-learning"].summary["final_return_per_seed"])
+    np.testing.assert_array_equal(q_returns, -13.0)  # every seed's greedy policy is optimal
+    sarsa_returns = np.asarray(cliff_runs["sarsa"].summary["final_return_per_seed"])
+    assert (sarsa_returns < -13.0).mean() >= 0.75, sarsa_returns  # SARSA's is the safe detour
+
+
+def test_the_run_directory_of_a_tabular_run(cliff_runs: dict[str, bellman.Run]) -> None:
+    run = cliff_runs["q-learning"]
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["algo"] == "q-learning" and summary["seeds"] == CLIFF["seeds"]
+    assert (run.run_dir / "learning_curve.png").stat().st_size > 0
+    assert (run.run_dir / "policy.png").stat().st_size > 0  # values and greedy policy
+
+
+def test_q_learning_on_the_discretised_pendulum_beats_random_play(tmp_path: Path) -> None:
+    run = bellman.train(
+        "q-learning",
+        env="PendulumDiscrete-v1",
+        steps=300_000,
+        seeds=4,
+        out=tmp_path / "run",
+        progress=False,
+        evals=0,
+        gamma=0.98,
+        alpha=0.2,
+        epsilon=0.05,
+        epsilon_decay_steps=100_000,
+    )
+    learned = np.asarray(run.summary["final_return_per_seed"])
+    random_play = online_returns(run.run_dir)[0].mean()  # the first chunk acts at epsilon ~ 1
+    assert random_play < -1000, random_play
+    assert learned.min() > -600, learned  # every seed swings the pendulum up
