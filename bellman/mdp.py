@@ -385,6 +385,17 @@ def with_gamma(mdp: FiniteMDP, gamma: float) -> FiniteMDP:
     return changed
 
 
+def reachable(mdp: FiniteMDP) -> np.ndarray:
+    """`[S]` bool: states an episode can visit, from a start state, under some actions."""
+    step = np.asarray(mdp.transitions).max(axis=1) > 0  # s -> s' under some action
+    seen = np.asarray(mdp.initial_distribution) > 0
+    while True:
+        grown = seen | (step & seen[:, None]).any(axis=0)
+        if (grown == seen).all():
+            return seen
+        seen = grown
+
+
 def absorbing(mdp: FiniteMDP) -> np.ndarray:
     """`[S]` bool: states that every action leaves unchanged (terminal or absorbing), where a
     policy's choice does not matter."""

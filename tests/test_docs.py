@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 BELLMAN_ROOTS = {
     "bellman", "ppo", "algos", "runners", "ops", "nets", "envs", "experiment", "distributions",
-    "jax_setup", "config", "errors", "rollout", "cli",
+    "jax_setup", "config", "errors", "rollout", "cli", "dp", "tabular", "mdp",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

@@ -61,3 +61,38 @@ class MultiDiscreteEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class SlipperyChain(gym.Env):
+    """A finite MDP written the toy-text way, with its transition table `P[s][a]`.
+
+    States 0..3 in a row; action 1 moves right with probability 0.8 (else stays), action 0 moves
+    left; reaching state 3 pays 1 and ends the episode. Optimal values under gamma (set by the
+    solver): every state prefers moving right.
+    """
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Discrete(4)
+        self.action_space = gym.spaces.Discrete(2)
+        self.P: dict[int, dict[int, list[tuple[float, int, float, bool]]]] = {}
+        for s in range(4):
+            left, right = max(s - 1, 0), min(s + 1, 3)
+            if s == 3:
+                self.P[s] = {a: [(1.0, 3, 0.0, True)] for a in range(2)}
+                continue
+            self.P[s] = {
+                0: [(1.0, left, 0.0, False)],
+                1: [(0.8, right, float(right == 3), right == 3), (0.2, s, 0.0, False)],
+            }
+        self.state = 0
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[int, dict]:
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {}
+
+    def step(self, action: Any) -> tuple[int, float, bool, bool, dict]:
+        outcomes = self.P[self.state][int(action)]
+        i = self.np_random.choice(len(outcomes), p=[o[0] for o in outcomes])
+        _, self.state, reward, terminated = outcomes[i]
+        return self.state, reward, terminated, False, {}

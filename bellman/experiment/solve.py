@@ -200,14 +200,17 @@ def to_json(solved: Solved) -> dict[str, Any]:
         "env": solved.env_id,
         "method": sol.method,
         "objective": mdp.objective,
-        "gamma": float(mdp.gamma),
+        "gamma": float(f"{float(mdp.gamma):.7g}"),  # as given, not its float32 rounding
         "iterations": sol.iterations,
         "converged": sol.converged,
         "values": _shaped(solved, sol.values),
         "history": [_shaped(solved, v) for v in sol.history],
         "policy": policy,
         "policy_arrows": _shaped_labels(solved),
-        "actions": [mdp.action_label(a) for a in range(mdp.num_actions)],
+        "actions": [
+            mdp.action_names[a] if a < len(mdp.action_names) else str(a)
+            for a in range(mdp.num_actions)
+        ],
         "q_values": np.asarray(sol.q_values).tolist(),
         "grid_shape": list(mdp.layout.shape) if mdp.layout is not None else None,
         "seconds": sol.seconds,

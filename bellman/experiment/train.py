@@ -33,6 +33,7 @@ import numpy as np
 
 from bellman import algos
 from bellman import config as cfg
+from bellman import mdp as mdp_lib
 from bellman.envs import registry
 from bellman.errors import BellmanError, RunDirError, TrainingDiverged
 from bellman.experiment import checkpoint as ckpt
@@ -316,8 +317,14 @@ class Trainer:
         values, policy = module.values_and_policy(
             self.config, jax.tree.map(lambda x: x[0], jax.device_get(algo_state))
         )
-        values = np.asarray(values)
+        values = np.asarray(values, np.float64)
         policy = None if policy is None else np.asarray(policy)
+        skip = None
+        mdp = getattr(env, "mdp", None)
+        if mdp is not None:  # a finite MDP: no values where no episode goes, no action where
+            visited = mdp_lib.reachable(mdp)  # the action does not matter
+            values = np.where(visited, values, np.nan)
+            skip = ~visited | mdp_lib.absorbing(mdp)
         labels = getattr(env, "action_labels", None) or [str(a) for a in range(values.size)]
         minimize = getattr(self.config, "objective", "reward") == "cost"
         what = "values and greedy policy" if policy is not None else "values"
@@ -325,9 +332,9 @@ class Trainer:
         path = self.run_dir.path / POLICY_PLOT
         layout = getattr(env, "layout", None)
         if layout is not None:
-            value_map(path, layout, values, policy, labels, title, minimize)
+            value_map(path, layout, values, policy, labels, title, minimize, skip)
         else:
-            value_curves(path, values, policy, labels, title, minimize)
+            value_curves(path, values, policy, labels, title, minimize, skip)
 
     def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
         bad = sorted({i for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})

@@ -40,15 +40,16 @@ def _draw_grid(
     """One heat map on `ax`; `skip[s]` hides the policy in state s (terminal, absorbing)."""
     grid = layout.to_grid(values)
     masked = np.ma.masked_invalid(grid)
-    cmap = "viridis_r" if minimize else "viridis"
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis_r" if minimize else "viridis"].with_extremes(bad=(0.15, 0.15, 0.15))
     image = ax.imshow(masked, cmap=cmap, vmin=limits[0], vmax=limits[1])
-    image.cmap.set_bad((0.15, 0.15, 0.15))
     rows, cols = layout.shape
     small = rows * cols <= 100
     font = max(4.0, min(10.0, 60.0 / max(rows, cols)))
     span = max(limits[1] - limits[0], 1e-12)
     for s, (r, c) in enumerate(layout.cells):
-        dark = (values[s] - limits[0]) / span < 0.5
+        dark = not np.isfinite(values[s]) or (values[s] - limits[0]) / span < 0.5
         if minimize:
             dark = not dark
         colour = "white" if dark else "black"
@@ -58,7 +59,7 @@ def _draw_grid(
             text.append(mark)
         if policy is not None and not skip[s]:
             text.append(labels[int(policy[s])])
-        if small:
+        if small and np.isfinite(values[s]):
             text.append(f"{values[s]:.2f}")
         ax.text(c, r, "\n".join(text), ha="center", va="center", color=colour, fontsize=font)
     ax.set_xticks(range(cols))
