@@ -1,4 +1,7 @@
-"""The physical limit for PPO on CartPole: FLOPs per env step, and this machine's matmul rate.
+"""The physical limit for PPO (W1) and DQN (W2) on CartPole: FLOPs per env step, and this
+machine's matmul rate for the same layer shapes.
+
+    python benchmarks/efficiency.py [--workload ppo-cartpole | dqn-cartpole]
 
 - FLOPs per environment step come from XLA's cost analysis of the compiled pieces of one PPO
   update (XLA counts a loop body once, so the pieces are compiled without loops and weighed by
@@ -12,6 +15,7 @@ Prints one JSON object.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import time
@@ -22,8 +26,26 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import bellman  # noqa: F401  (sets bellman's XLA flags before JAX starts)
-from bellman.algos import ppo
+from bellman import buffers
+from bellman.algos import dqn, ppo
 from bellman.envs import EpisodeStatistics, registry
+
+DQN_W2 = dqn.DQNConfig(
+    num_envs=1,
+    buffer_size=100_000,
+    batch_size=64,
+    learning_rate=2.3e-3,
+    learning_starts=1000,
+    train_frequency=256,
+    gradient_steps=128,
+    target_update_interval=10,
+    exploration_fraction=0.16,
+    exploration_final_eps=0.04,
+    hidden_sizes=(256, 256),
+    activation="relu",
+    layer_norm=False,
+)
+"""Workload W2 of the peer benchmarks: RL Zoo's CartPole DQN settings."""
 
 
 def flops(fn, *args) -> float:
@@ -80,6 +102,53 @@ def ppo_flops_per_env_step(config: ppo.PPOConfig) -> dict[str, float]:
     }
 
 
+def dqn_flops_per_env_step(config: dqn.DQNConfig) -> dict[str, float]:
+    """Acting and stepping the env every step, and a gradient step (online and target forward
+    passes, backward, Adam) `gradient_steps` times every `train_frequency` steps of each env."""
+    env = EpisodeStatistics(registry.resolve("CartPole-v1").jax_env)
+    spec = env.spec
+    key = jax.random.PRNGKey(0)
+    state = dqn.init(key, config, spec, 10)
+    b = config.num_envs
+    obs = jnp.zeros((b, *spec.obs_shape))
+    env_state, _ = jax.vmap(env.reset)(jax.random.split(key, b))
+    act = flops(lambda s, o, k: dqn.act(config, spec, s, o, k, jnp.int32(0)), state, obs, key)
+    step = flops(
+        lambda s, a, k: jax.vmap(env.step)(jax.random.split(k, b), s, a),
+        env_state,
+        jnp.zeros(b, jnp.int32),
+        key,
+    )
+    n = config.batch_size
+    batch = buffers.Batch(
+        obs=jnp.zeros((n, *spec.obs_shape)),
+        action=jnp.zeros(n, jnp.int32),
+        reward=jnp.zeros(n),
+        discount=jnp.ones(n),
+        next_obs=jnp.zeros((n, *spec.obs_shape)),
+        weight=jnp.ones(n),
+        index=jnp.zeros((n, 2), jnp.int32),
+    )
+    learn = flops(lambda s, mb: dqn.learn(config, spec, s, mb, key), state, batch)
+    steps = config.train_frequency * b
+    per_update = config.train_frequency * (act + step) + config.gradient_steps * learn
+    return {
+        "act": act,
+        "env_step": step,
+        "gradient_step": learn,
+        "per_update": per_update,
+        "per_env_step": per_update / steps,
+    }
+
+
+def dqn_layer_shapes(config: dqn.DQNConfig, obs_dim: int, actions: int) -> list[tuple[int, int]]:
+    """(in, out) of the Q network's dense layers, counted twice: the online network (forward
+    and backward) and the target network (forward only) together do about as many products as
+    two networks forward and backward."""
+    sizes = [obs_dim, *config.hidden_sizes, actions]
+    return list(itertools.pairwise(sizes)) * 2
+
+
 def layer_shapes(config: ppo.PPOConfig, obs_dim: int, actions: int) -> list[tuple[int, int]]:
     """(in, out) of every dense layer of the actor and the critic."""
     widths = list(config.hidden_sizes)
@@ -126,14 +195,24 @@ def matmul_rate(shapes: list[tuple[int, int]], rows: int, devices: int, reps: in
 
 
 def main() -> None:
-    config = ppo.PPOConfig()
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--workload", choices=["ppo-cartpole", "dqn-cartpole"], default="ppo-cartpole"
+    )
+    args = parser.parse_args()
     spec = registry.resolve("CartPole-v1").spec
-    shapes = layer_shapes(config, spec.obs_shape[0], spec.action_space.n)
     devices = len(jax.devices())
+    if args.workload == "ppo-cartpole":
+        config = ppo.PPOConfig()
+        shapes = layer_shapes(config, spec.obs_shape[0], spec.action_space.n)
+        rows, cost = config.minibatch_size, ppo_flops_per_env_step(config)
+    else:
+        shapes = dqn_layer_shapes(DQN_W2, spec.obs_shape[0], spec.action_space.n)
+        rows, cost = DQN_W2.batch_size, dqn_flops_per_env_step(DQN_W2)
     result = {
-        "flops": ppo_flops_per_env_step(config),
-        "matmul_flops_per_s_one_device": matmul_rate(shapes, config.minibatch_size, 1),
-        "matmul_flops_per_s_all_devices": matmul_rate(shapes, config.minibatch_size, devices),
+        "flops": cost,
+        "matmul_flops_per_s_one_device": matmul_rate(shapes, rows, 1),
+        "matmul_flops_per_s_all_devices": matmul_rate(shapes, rows, devices),
         "devices": devices,
     }
     print(json.dumps(result))

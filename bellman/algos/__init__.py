@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
 
-from bellman.algos import ppo, tabular
+from bellman.algos import dqn, ppo, tabular
 from bellman.errors import UnknownNameError, closest
 
 
@@ -18,8 +18,8 @@ class AlgoInfo:
     """Exposes `Config`, `DEFAULT_STEPS`, `check_env`, `init`, `act`, `greedy`, `learn`; optionally
     `evaluation_action` (the policy a run's return is reported for, when not `greedy`) and
     `values_and_policy` (a finite env's value table and greedy policy, plotted after training)."""
-    family: Literal["on_policy"]
-    """Which runners drive it."""
+    family: Literal["on_policy", "off_policy"]
+    """Which runners drive it: rollout -> learn, or act -> store -> sample -> learn."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""
@@ -36,6 +36,13 @@ def _tabular(method: str, summary: str) -> AlgoInfo:
 ALGOS: dict[str, AlgoInfo] = {
     "ppo": AlgoInfo(
         "ppo", ppo, "on_policy", "Proximal Policy Optimization, clipped objective (2017)"
+    ),
+    "dqn": AlgoInfo(
+        "dqn",
+        dqn,
+        "off_policy",
+        "Deep Q-Network with replay and a target network (Mnih et al., 2015); Double, dueling, "
+        "n-step, prioritised as options",
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

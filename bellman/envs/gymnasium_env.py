@@ -19,6 +19,8 @@ from bellman.envs.core import TimeStep
 from bellman.envs.spaces import ActionSpace, Box, Discrete, EnvSpec, Other
 
 EnvFactory = Callable[..., gym.Env]
+MAX_BOUNDS = 1024
+"""Observation bounds are kept in the spec only for observations of at most this many numbers."""
 
 
 def action_space_of(space: gym.Space) -> ActionSpace:
@@ -46,6 +48,8 @@ def prepare(env: gym.Env) -> gym.Env:
 
 
 def _bounds(space: gym.spaces.Box) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    if space.dtype == np.uint8 or int(np.prod(space.shape)) > MAX_BOUNDS:  # pixels: 0..255
+        return None, None
     low = np.broadcast_to(space.low.astype(np.float64), space.shape).ravel()
     high = np.broadcast_to(space.high.astype(np.float64), space.shape).ravel()
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
@@ -77,7 +81,17 @@ def spec_of(env_id: str, env: gym.Env) -> EnvSpec:
         max_episode_steps=limit,
         obs_low=low,
         obs_high=high,
+        frame_stack=frame_stack_of(env),
     )
+
+
+def frame_stack_of(env: gym.Env) -> int:
+    """How many frames an env's observations stack (1 unless FrameStackObservation wraps it)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.FrameStackObservation):
+            return int(env.stack_size)
+        env = env.env
+    return 1
 
 
 class GymnasiumVectorEnv:
@@ -91,30 +105,56 @@ class GymnasiumVectorEnv:
         self.spec = spec_of(env_id, self.envs.envs[0])
         self.num_envs = num_envs
         self._obs_dtype = np.dtype(self.spec.obs_dtype)
+        self._return = np.zeros(num_envs)
+        self._length = np.zeros(num_envs, np.int64)
 
     def reset(self, seed: int) -> np.ndarray:
         obs: Any
         obs, _ = self.envs.reset(seed=[seed + i for i in range(self.num_envs)])
+        self._return[:] = 0.0
+        self._length[:] = 0
         return np.asarray(obs, self._obs_dtype)
 
     def step(self, action: np.ndarray) -> TimeStep:
-        """Step every env; the TimeStep's fields are numpy arrays `[num_envs, ...]`."""
+        """Step every env; the TimeStep's fields are numpy arrays `[num_envs, ...]`.
+
+        `info` reports finished episodes: `episode_ended`, and where it is set the episode's
+        undiscounted `episode_return` and `episode_length`. An episode is what the env says it
+        is, except for envs that mark the end of a whole game in `info["game_over"]` (Atari with
+        episodic life, `bellman.envs.atari`): their episodes are games, across lost lives.
+        """
         if isinstance(self.spec.action_space, Box):
             action = self.spec.action_space.clip_numpy(action)
         result: Any = self.envs.step(action)
         obs, reward, terminated, truncated, info = result
         obs = np.asarray(obs, self._obs_dtype)
+        reward = np.asarray(reward, np.float32)
+        done = np.asarray(terminated, bool) | np.asarray(truncated, bool)
         final_obs = obs.copy()
         if "final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
                 final_obs[i] = info["final_obs"][i]
+        ended = done
+        final_info = info.get("final_info", {})
+        if "game_over" in final_info:
+            ended = done & np.asarray(final_info["game_over"], bool)
+        self._return += reward
+        self._length += 1
+        episode_return = np.where(ended, self._return, 0.0)
+        episode_length = np.where(ended, self._length, 0)
+        self._return[ended] = 0.0
+        self._length[ended] = 0
         fields: dict[str, Any] = {
             "obs": obs,
-            "reward": np.asarray(reward, np.float32),
+            "reward": reward,
             "terminated": np.asarray(terminated, bool),
             "truncated": np.asarray(truncated, bool),
             "final_obs": final_obs,
-            "info": {},
+            "info": {
+                "episode_ended": ended,
+                "episode_return": episode_return,
+                "episode_length": episode_length,
+            },
         }
         return TimeStep(**fields)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from bellman.envs import discretize, finite, probes, roboparking
+from bellman.envs import atari, discretize, finite, probes, roboparking
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, make_single, spec_of
 from bellman.envs.gymnax_env import GYMNAX_IDS, GymnaxEnv
@@ -111,9 +111,14 @@ def _unknown(env_id: str) -> UnknownNameError:
 
 
 def gymnasium_factory(env_id: str) -> EnvFactory:
-    """A function creating one gymnasium env for `env_id` (a registered id or `module:Class`)."""
+    """A function creating one gymnasium env for `env_id` (a registered id or `module:Class`);
+    Atari games come with the standard preprocessing (`bellman.envs.atari`)."""
     if ":" in env_id:
         return _user_factory(env_id)
+    if atari.is_atari(env_id):
+        atari.register()
+        if env_id in gym.registry:
+            return lambda **kwargs: atari.make(env_id, **kwargs)
     if env_id not in gym.registry:
         raise _unknown(env_id)
     return lambda **kwargs: gym.make(env_id, **kwargs)

@@ -81,6 +81,9 @@ class EnvSpec:
     """Lower bounds of a Box observation (flattened, C order), when the env declares them."""
     obs_high: tuple[float, ...] | None = None
     """Upper bounds of a Box observation (flattened, C order), when the env declares them."""
+    frame_stack: int = 1
+    """Observations are the last `frame_stack` frames stacked on their first axis (Atari's
+    preprocessing); replay memory then stores each frame once."""
 
 
 def describe(space: object) -> str:

@@ -126,6 +126,16 @@ def load(path: Path, templates: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     return parts, meta
 
 
+def read_arrays(path: Path) -> dict[str, list[np.ndarray]]:
+    """Every array of every part, in tree order, without a template (to compare checkpoints)."""
+    _, payload = _read(path)
+    stored = serialization.msgpack_restore(payload)
+    return {
+        name: [np.asarray(part["leaves"][str(i)]) for i in range(len(part["leaves"]))]
+        for name, part in stored.items()
+    }
+
+
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """(update, path) of every checkpoint in `directory`, oldest first."""
     if not directory.is_dir():

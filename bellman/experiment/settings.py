@@ -33,6 +33,9 @@ class RunSettings:
     of the run)."""
     checkpoint_every: int | None = None
     """Environment steps per seed between checkpoints (default: 10% of the run)."""
+    preset: str | None = None
+    """A named set of the algorithm's settings (dqn: atari, minatar), applied before the flags
+    given; default: the one the algorithm picks for the env (atari for stacked Atari frames)."""
 
     def validate(self) -> None:
         cfg.require(self.steps is None or self.steps >= 1, "steps must be at least 1")

@@ -35,7 +35,7 @@ from bellman import algos
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.envs import registry
-from bellman.errors import BellmanError, RunDirError, TrainingDiverged
+from bellman.errors import BellmanError, ConfigError, RunDirError, TrainingDiverged, closest
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
@@ -45,6 +45,8 @@ from bellman.experiment.settings import Plan, RunSettings
 from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
+from bellman.runners.offpolicy import CompiledOffPolicy
+from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
 from bellman.runners.onpolicy_host import HostOnPolicy
 
@@ -131,11 +133,14 @@ class Trainer:
         self.env, self.plan, self.show_progress = resolved, plan, progress
         common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
         self.runner: Runner
+        off_policy = self.info.family == "off_policy"
         if resolved.backend == "compiled":
             assert resolved.jax_env is not None
-            self.runner = CompiledOnPolicy(self.info.module, config, resolved.jax_env, *common)
+            compiled = CompiledOffPolicy if off_policy else CompiledOnPolicy
+            self.runner = compiled(self.info.module, config, resolved.jax_env, *common)
         else:
-            self.runner = HostOnPolicy(self.info.module, config, resolved, *common)
+            host = HostOffPolicy if off_policy else HostOnPolicy
+            self.runner = host(self.info.module, config, resolved, *common)
         self.evaluator = None
         if resolved.backend == "compiled":
             assert resolved.jax_env is not None
@@ -363,6 +368,22 @@ def _record(algo: str, settings: RunSettings, config: Any, resolved: Any, plan: 
     }
 
 
+def preset_config(info: algos.AlgoInfo, preset: str | None, spec: Any) -> Any:
+    """The algorithm's default config with a named preset applied: `preset`, or the one the
+    algorithm picks for the env (`preset_for`, e.g. Atari's for stacked pixel frames)."""
+    presets: dict[str, dict[str, Any]] = getattr(info.module, "PRESETS", {})
+    if preset is None and hasattr(info.module, "preset_for"):
+        preset = info.module.preset_for(spec)
+    if preset is None:
+        return info.make_config()
+    if preset not in presets:
+        known = f"; {info.name} has " + ", ".join(presets) if presets else ""
+        raise ConfigError(
+            f"{info.name} has no preset '{preset}'" + (closest(preset, presets) or known)
+        )
+    return dataclasses.replace(info.make_config(), **presets[preset])
+
+
 def train(
     algo: str,
     env: str,
@@ -376,14 +397,16 @@ def train(
     evals: int = 10,
     log_every: int | None = None,
     checkpoint_every: int | None = None,
+    preset: str | None = None,
     progress: bool = True,
     config: Any = None,
     **overrides: Any,
 ) -> Run:
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
 
-    `config` is the algorithm's config (default: its defaults); `overrides` replace single fields,
-    e.g. `learning_rate=1e-3`. Everything is checked before anything compiles.
+    `config` is the algorithm's config (default: its defaults, with `preset` applied, or the
+    preset the algorithm picks for the env); `overrides` replace single fields, e.g.
+    `learning_rate=1e-3`. Everything is checked before anything compiles.
     """
     start = time.perf_counter()
     info = algos.get(algo)
@@ -398,12 +421,15 @@ def train(
             "evals": evals,
             "log_every": log_every,
             "checkpoint_every": checkpoint_every,
+            "preset": preset,
         },
     )
     settings.validate()
-    algo_config = cfg.with_overrides(config or info.make_config(), overrides)
-    algo_config.validate()
     resolved = registry.resolve(env, settings.backend)
+    algo_config = cfg.with_overrides(
+        config or preset_config(info, settings.preset, resolved.spec), overrides
+    )
+    algo_config.validate()
     info.module.check_env(algo_config, resolved.spec)
     budget = settings.steps or info.module.DEFAULT_STEPS
     steps_per_update = algo_config.num_envs * algo_config.num_steps

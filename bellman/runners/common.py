@@ -11,9 +11,36 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bellman.envs.spaces import Box, EnvSpec
+
 EPISODE_KEYS = ("episodes", "episode_return_sum", "episode_length_sum")
+
+
+class EpisodeTotals(struct.PyTreeNode):
+    """Episodes that ended during an update, summed over envs and steps."""
+
+    count: jax.Array
+    return_sum: jax.Array
+    length_sum: jax.Array
+
+    @classmethod
+    def of_step(cls, done: jax.Array, info: dict[str, jax.Array]) -> EpisodeTotals:
+        """The episodes that ended in one step of `[B]` envs wrapped in `EpisodeStatistics`."""
+        ended = done.astype(jnp.float32)
+        return cls(
+            ended.sum(),
+            (ended * info["episode_return"]).sum(),
+            (ended * info["episode_length"]).sum(),
+        )
+
+
+def env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+    """The action sent to the env: Box actions are clipped to its bounds."""
+    space = spec.action_space
+    return space.clip(action) if isinstance(space, Box) and space.bounded else action
 
 
 def seed_keys(seed: int, seeds: int) -> jax.Array:

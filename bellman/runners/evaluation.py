@@ -15,16 +15,11 @@ import numpy as np
 
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
-from bellman.envs.spaces import Box, EnvSpec
+from bellman.envs.spaces import EnvSpec
 from bellman.runners import programs
-from bellman.runners.common import over_seeds, seed_sharding
+from bellman.runners.common import env_action, over_seeds, seed_sharding
 
 DEFAULT_MAX_STEPS = 100_000
-
-
-def _env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
-    space = spec.action_space
-    return space.clip(action) if isinstance(space, Box) and space.bounded else action
 
 
 def evaluation_action(
@@ -61,7 +56,7 @@ def evaluate_jax(
         key, step_key, act_key = jax.random.split(key, 3)
         action = evaluation_action(algo, config, env.spec, algo_state, obs, act_key)
         env_state, ts = jax.vmap(env.step)(
-            jax.random.split(step_key, episodes), env_state, _env_action(env.spec, action)
+            jax.random.split(step_key, episodes), env_state, env_action(env.spec, action)
         )
         returns = returns + jnp.where(alive, ts.reward, 0.0)
         lengths = lengths + alive
@@ -159,7 +154,7 @@ def evaluate_gymnasium(
             ts = envs.step(action.reshape((seeds * episodes, *spec.action_space.shape)))
             returns += np.where(running, ts.reward, 0.0)
             lengths += running
-            running &= ~ts.done
+            running &= ~ts.info["episode_ended"]  # a whole game for Atari, across lost lives
             obs = np.asarray(ts.obs)
     finally:
         envs.close()

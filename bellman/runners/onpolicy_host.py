@@ -64,8 +64,6 @@ class HostOnPolicy:
         learn = jax.vmap(functools.partial(self._learn_step, algo, config, spec), in_axes=(0, 1))
         self._learn = jax.jit(learn, donate_argnums=0)
         self.obs = np.zeros((seeds, config.num_envs, *spec.obs_shape), spec.obs_dtype)
-        self._episode_return = np.zeros(seeds * config.num_envs)
-        self._episode_length = np.zeros(seeds * config.num_envs)
 
     @staticmethod
     def _policy_step(
@@ -97,8 +95,6 @@ class HostOnPolicy:
     def _reset_envs(self, first_update: int) -> None:
         obs = self.envs.reset(env_seed(self.seed, first_update))
         self.obs = obs.reshape(self.obs.shape)
-        self._episode_return[:] = 0.0
-        self._episode_length[:] = 0
 
     def _templates(self) -> tuple[Any, Any, Any]:
         keys = seed_keys(self.seed, self.seeds)
@@ -159,16 +155,12 @@ class HostOnPolicy:
             next_obs_buf[t] = ts.final_obs.reshape(self.obs.shape)
             infos.append(info)
             self.obs = np.asarray(ts.obs).reshape(self.obs.shape)
-            self._episode_return += ts.reward
-            self._episode_length += 1
-            done = ts.done
-            if done.any():
-                seed_of = np.flatnonzero(done) // self.num_envs
+            ended = ts.info["episode_ended"]
+            if ended.any():
+                seed_of = np.flatnonzero(ended) // self.num_envs
                 np.add.at(episodes, seed_of, 1)
-                np.add.at(return_sum, seed_of, self._episode_return[done])
-                np.add.at(length_sum, seed_of, self._episode_length[done])
-                self._episode_return[done] = 0.0
-                self._episode_length[done] = 0
+                np.add.at(return_sum, seed_of, ts.info["episode_return"][ended])
+                np.add.at(length_sum, seed_of, ts.info["episode_length"][ended])
         fields: dict[str, Any] = {
             "obs": obs_buf,
             "action": action_buf,

@@ -1,0 +1,415 @@
+"""Deep Q-Networks (Mnih et al., 2013, 2015) with Double DQN, dueling heads, n-step returns and
+prioritised replay as options.
+
+The lectures' algorithm, as the off-policy runners drive it:
+
+    initialise replay memory D, Q with weights theta, target Q^ with theta^- = theta   -> `init`
+    for each step:
+        with probability epsilon a random action, else argmax_a Q(s, a; theta)      -> `act`
+        execute it, store (s, a, r, s', terminated, truncated) in D                 -> runner
+        every `train_frequency` steps, `gradient_steps` times:
+            sample a random minibatch of transitions from D                          -> runner
+            y = r + gamma (1 - terminated) max_a' Q^(s', a'; theta^-)               -> `td_target`
+            a gradient step on (y - Q(s, a; theta))^2 (or Huber)                      -> `learn`
+            every C gradient steps reset Q^ = Q                                      -> `learn`
+
+A time-limit cut (truncation) still bootstraps from s'. Evaluation uses the greedy policy
+(`greedy`), collection the epsilon-greedy one, epsilon decaying linearly over the first
+`exploration_fraction` of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from bellman import config as cfg
+from bellman.buffers import Batch
+from bellman.envs.spaces import Discrete, EnvSpec, describe
+from bellman.errors import EnvError
+from bellman.nets import ACTIVATIONS, obs_features
+from bellman.ops import targets
+from bellman.ops.losses import huber
+
+Torso = Literal["auto", "mlp", "nature", "minatar"]
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """DQN's settings; the defaults suit CartPole-v1 with the lecture's network: 10 envs, a
+    learning phase of 4 gradient steps every 100 env steps, a 10k replay, the target copied every
+    20 gradient steps, epsilon 1 -> 0.05 over half the run."""
+
+    num_envs: int = 10
+    """Parallel environments per seed."""
+    buffer_size: int = 10_000
+    """Transitions the replay memory keeps (the newest; split evenly over the envs)."""
+    batch_size: int = 128
+    """Transitions per gradient step."""
+    learning_rate: float = 2.5e-4
+    """Adam step size."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon (the Atari preset uses 1.5e-4, as the Rainbow paper)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_starts: int = 10_000
+    """Env steps (summed over envs) collected before the first gradient step."""
+    train_frequency: int = 10
+    """Env steps per env between learning phases."""
+    gradient_steps: int = 4
+    """Gradient steps in each learning phase."""
+    target_update_interval: int = 20
+    """Gradient steps between target-network updates (C); 1 updates it after every step."""
+    tau: float = 1.0
+    """Target update theta^- <- tau theta + (1 - tau) theta^-: 1 copies (the paper), < 1 is
+    Polyak averaging."""
+    exploration_initial_eps: float = 1.0
+    """Epsilon at the start."""
+    exploration_final_eps: float = 0.05
+    """Epsilon after the decay."""
+    exploration_fraction: float = 0.5
+    """Fraction of the run over which epsilon decays linearly."""
+    loss: Literal["huber", "mse"] = "huber"
+    """Huber (the paper's clipping of the error to [-1, 1]) or squared error."""
+    max_grad_norm: float = 10.0
+    """Rescale each gradient to at most this global norm (0: no clipping)."""
+    double_q: bool = False
+    """Double DQN (van Hasselt et al., 2016): the online network picks a', the target rates it."""
+    dueling: bool = False
+    """Dueling heads (Wang et al., 2016): Q = V + A - mean_a A."""
+    n_step: int = 1
+    """n-step returns: sum_{k<n} gamma^k r_{t+k} + gamma^n max_a Q^(s_{t+n}, a)."""
+    prioritized: bool = False
+    """Prioritised replay (Schaul et al., 2016), proportional to |TD error|^alpha."""
+    priority_alpha: float = 0.6
+    """Prioritisation exponent alpha (0: uniform)."""
+    priority_beta: float = 0.4
+    """Importance-sampling exponent beta at the start, annealed linearly to 1 over the run."""
+    clip_rewards: float = 0.0
+    """Clip each reward to [-c, c] for learning (Atari: 1); 0: no clipping. Returns are
+    reported unclipped."""
+    network: Torso = "auto"
+    """Network before the Q head: mlp, nature (Atari's three conv layers and 512 units), minatar
+    (one conv layer, 128 units); auto picks from the observation's shape."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the MLP."""
+    activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "leaky_relu"
+    """Activation of the MLP's hidden layers."""
+    layer_norm: bool = True
+    """LayerNorm after each hidden layer of the MLP (before the activation)."""
+    final_init_std: float = 1e-3
+    """Standard deviation of the output layer's initial weights (bias 0): Q starts near 0,
+    which avoids early over-estimation (the lecture's advice)."""
+    eval_epsilon: float = 0.0
+    """Epsilon of the evaluation policy (0: greedy; Atari's protocol uses 0.05)."""
+
+    @property
+    def num_steps(self) -> int:
+        """Env steps per env in one update of the runner (then a learning phase)."""
+        return self.train_frequency
+
+    def validate(self) -> None:
+        """Raise ConfigError for a setting out of range or inconsistent with another."""
+        for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
+            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
+        cfg.require(self.gradient_steps >= 0, "gradient_steps must not be negative")
+        cfg.require(self.target_update_interval >= 1, "target_update_interval must be at least 1")
+        cfg.require(self.learning_starts >= 0, "learning_starts must not be negative")
+        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
+        cfg.require(self.adam_eps > 0, "adam_eps must be positive")
+        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
+        cfg.require(0 < self.tau <= 1, "tau must lie in (0, 1]")
+        for name in ("exploration_initial_eps", "exploration_final_eps", "eval_epsilon"):
+            cfg.require(0 <= getattr(self, name) <= 1, f"{name} must lie in [0, 1]")
+        cfg.require(0 <= self.exploration_fraction <= 1, "exploration_fraction must lie in [0, 1]")
+        cfg.require(self.max_grad_norm >= 0, "max_grad_norm must not be negative")
+        cfg.require(self.priority_alpha >= 0, "priority_alpha must not be negative")
+        cfg.require(0 <= self.priority_beta <= 1, "priority_beta must lie in [0, 1]")
+        cfg.require(self.clip_rewards >= 0, "clip_rewards must not be negative")
+        cfg.require(
+            len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
+            "hidden_sizes must be one or more positive widths",
+        )
+        cfg.require(self.activation in ACTIVATIONS, f"unknown activation '{self.activation}'")
+
+
+Config = DQNConfig
+DEFAULT_STEPS = 500_000
+
+NATURE_PRESET: dict[str, Any] = {
+    "buffer_size": 1_000_000,
+    "batch_size": 32,
+    "learning_rate": 1e-4,
+    "adam_eps": 1.5e-4,
+    "learning_starts": 50_000,
+    "train_frequency": 4,
+    "gradient_steps": 1,
+    "target_update_interval": 2_500,
+    "exploration_final_eps": 0.01,
+    "exploration_fraction": 0.1,
+    "clip_rewards": 1.0,
+    "network": "nature",
+    "eval_epsilon": 0.05,
+}
+"""Mnih et al. (2015) on Atari: a 1M replay, 32-transition minibatches every 4 agent steps,
+50k steps before learning, the target copied every 10k agent steps (2,500 gradient steps),
+epsilon 1 -> 0.01 (Adam with Rainbow's step size instead of RMSProp), rewards clipped, evaluation
+at epsilon 0.05."""
+
+
+MINATAR_PRESET: dict[str, Any] = {
+    "buffer_size": 100_000,
+    "batch_size": 32,
+    "learning_rate": 2.5e-4,
+    "adam_eps": 3.125e-4,
+    "learning_starts": 5_000,
+    "train_frequency": 1,
+    "gradient_steps": 1,
+    "target_update_interval": 1_000,
+    "exploration_final_eps": 0.1,
+    "exploration_fraction": 0.02,
+    "loss": "huber",
+    "network": "minatar",
+    "final_init_std": 0.01,
+}
+"""Young & Tian (2019)'s MinAtar DQN: a 100k replay, 32-transition minibatches every step, 5k
+steps before learning, target copied every 1k steps, epsilon 1 -> 0.1 over the first 100k of 5M
+steps (a fraction of 0.02), one conv layer of 16 3x3 filters and 128 units (Adam in place of
+their centred RMSProp)."""
+
+PRESETS: dict[str, dict[str, Any]] = {"atari": NATURE_PRESET, "minatar": MINATAR_PRESET}
+
+
+def preset_for(spec: EnvSpec) -> str | None:
+    """Atari's preset for stacked pixel frames; none otherwise (the defaults suit CartPole)."""
+    return "atari" if spec.frame_stack > 1 else None
+
+
+def check_env(config: DQNConfig, spec: EnvSpec) -> None:
+    """Raise EnvError if DQN cannot act in the env (it needs finitely many actions)."""
+    if not isinstance(spec.action_space, Discrete):
+        raise EnvError(
+            f"dqn needs finitely many actions, but '{spec.id}' has the action space "
+            f"{describe(spec.action_space)}; try ddpg, td3, sac or ppo, or discretise the actions"
+        )
+    if config.network == "nature" and len(spec.obs_shape) != 3:
+        raise EnvError(
+            f"the nature network reads stacked frames [4, 84, 84], but '{spec.id}' observes "
+            f"shape {spec.obs_shape}"
+        )
+
+
+def torso_of(config: DQNConfig, spec: EnvSpec) -> str:
+    """The network `auto` stands for: nature for stacked pixel frames, minatar for small grids
+    of channels (H, W, C), an MLP otherwise."""
+    if config.network != "auto":
+        return config.network
+    if len(spec.obs_shape) == 3 and spec.obs_dtype == "uint8":
+        return "nature"
+    if len(spec.obs_shape) == 3:
+        return "minatar"
+    return "mlp"
+
+
+class QNetwork(nn.Module):
+    """Q(s, .; theta): one forward pass gives every action's value, `[B, num_actions]`."""
+
+    num_actions: int
+    torso: str
+    hidden_sizes: Sequence[int]
+    activation: str
+    layer_norm: bool
+    dueling: bool
+    final_init_std: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.torso == "nature":  # [B, 4, 84, 84] uint8 frames (Mnih et al., 2015)
+            x = jnp.transpose(x, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
+            x = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID")(x))
+            x = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID")(x))
+            x = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID")(x))
+            x = nn.relu(nn.Dense(512)(x.reshape((x.shape[0], -1))))
+        elif self.torso == "minatar":  # [B, 10, 10, C] (Young & Tian, 2019)
+            x = nn.relu(nn.Conv(16, (3, 3), strides=(1, 1), padding="VALID")(x))
+            x = nn.relu(nn.Dense(128)(x.reshape((x.shape[0], -1))))
+        else:
+            act = ACTIVATIONS[self.activation]
+            for size in self.hidden_sizes:
+                x = nn.Dense(size)(x)
+                if self.layer_norm:
+                    x = nn.LayerNorm()(x)
+                x = act(x)
+        head = lambda n: nn.Dense(
+            n,
+            kernel_init=nn.initializers.normal(self.final_init_std),
+            bias_init=nn.initializers.zeros,
+        )
+        if not self.dueling:
+            return head(self.num_actions)(x)
+        return dueling_q(head(1)(x), head(self.num_actions)(x))
+
+
+def dueling_q(value: jax.Array, advantage: jax.Array) -> jax.Array:
+    """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al., 2016, eq. 9): `[B, 1]` and
+    `[B, A]` -> `[B, A]`."""
+    return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+
+
+class DQNState(struct.PyTreeNode):
+    params: Any
+    """theta, the online network's parameters."""
+    target_params: Any
+    """theta^-, the target network's parameters."""
+    opt_state: optax.OptState
+    gradient_steps: jax.Array
+    """Gradient steps taken so far."""
+    total_steps: int = struct.field(pytree_node=False)
+    """Env steps in the whole run (per seed, summed over envs): the horizon of epsilon's decay."""
+
+
+def _network(config: DQNConfig, spec: EnvSpec) -> QNetwork:
+    assert isinstance(spec.action_space, Discrete)
+    return QNetwork(
+        num_actions=spec.action_space.n,
+        torso=torso_of(config, spec),
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        layer_norm=config.layer_norm,
+        dueling=config.dueling,
+        final_init_std=config.final_init_std,
+    )
+
+
+def _optimizer(config: DQNConfig) -> optax.GradientTransformation:
+    adam = optax.adam(config.learning_rate, eps=config.adam_eps)
+    if config.max_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
+    return adam
+
+
+def _inputs(spec: EnvSpec, obs: jax.Array) -> jax.Array:
+    """What the network reads: pixels and channel grids as they are, else flat features."""
+    return obs if len(spec.obs_shape) == 3 else obs_features(obs, spec)
+
+
+def q_values(config: DQNConfig, spec: EnvSpec, params: Any, obs: jax.Array) -> jax.Array:
+    """Q(s, .) `[B, num_actions]` for observations `[B, *obs_shape]`."""
+    return cast(jax.Array, _network(config, spec).apply(params, _inputs(spec, obs)))
+
+
+def init(key: jax.Array, config: DQNConfig, spec: EnvSpec, total_updates: int) -> DQNState:
+    """theta at random, theta^- = theta, and Adam's moments, for a run of `total_updates`
+    updates of the off-policy runner (`train_frequency` steps of `num_envs` envs each)."""
+    dummy = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
+    params = _network(config, spec).init(key, _inputs(spec, dummy))
+    return DQNState(
+        params=params,
+        target_params=params,
+        opt_state=_optimizer(config).init(params),
+        gradient_steps=jnp.zeros((), jnp.int32),
+        total_steps=total_updates * config.num_envs * config.train_frequency,
+    )
+
+
+def epsilon(config: DQNConfig, total_steps: int, env_step: jax.Array) -> jax.Array:
+    """The exploration rate after `env_step` steps: linear from the initial to the final value
+    over the first `exploration_fraction` of the run."""
+    decay = max(1.0, config.exploration_fraction * total_steps)
+    fraction = jnp.minimum(env_step / decay, 1.0)
+    start, end = config.exploration_initial_eps, config.exploration_final_eps
+    return jnp.asarray(start + fraction * (end - start), jnp.float32)
+
+
+def _epsilon_greedy(q: jax.Array, eps: jax.Array, key: jax.Array) -> jax.Array:
+    explore_key, action_key = jax.random.split(key)
+    random = jax.random.randint(action_key, q.shape[:-1], 0, q.shape[-1])
+    explore = jax.random.uniform(explore_key, q.shape[:-1]) < eps
+    return jnp.where(explore, random, jnp.argmax(q, axis=-1)).astype(jnp.int32)
+
+
+def act(
+    config: DQNConfig,
+    spec: EnvSpec,
+    state: DQNState,
+    obs: jax.Array,
+    key: jax.Array,
+    env_step: jax.Array,
+) -> jax.Array:
+    """The exploration policy pi_E: epsilon-greedy in Q, for a batch of observations `[B, ...]`."""
+    q = q_values(config, spec, state.params, obs)
+    return _epsilon_greedy(q, epsilon(config, state.total_steps, env_step), key)
+
+
+def greedy(config: DQNConfig, spec: EnvSpec, state: DQNState, obs: jax.Array) -> jax.Array:
+    """The learned policy pi: argmax_a Q(s, a)."""
+    return jnp.argmax(q_values(config, spec, state.params, obs), axis=-1).astype(jnp.int32)
+
+
+def evaluation_action(
+    config: DQNConfig, spec: EnvSpec, state: DQNState, obs: jax.Array, key: jax.Array
+) -> jax.Array:
+    """The policy a run reports its return for: greedy, or epsilon-greedy at `eval_epsilon`."""
+    if config.eval_epsilon == 0.0:
+        return greedy(config, spec, state, obs)
+    q = q_values(config, spec, state.params, obs)
+    return _epsilon_greedy(q, jnp.asarray(config.eval_epsilon), key)
+
+
+def td_target(config: DQNConfig, spec: EnvSpec, state: DQNState, batch: Batch) -> jax.Array:
+    """y = R + discount * Q^(s', a'), with a' = argmax Q^(s', .) or, for Double DQN,
+    argmax Q(s', .; theta). `batch.reward` and `batch.discount` already hold the n-step sum and
+    gamma^n (1 - terminated)."""
+    q_next_target = q_values(config, spec, state.target_params, batch.next_obs)
+    if config.double_q:
+        q_next_online = q_values(config, spec, state.params, batch.next_obs)
+        return targets.double_q_target(batch.reward, batch.discount, q_next_target, q_next_online)
+    return targets.q_learning_target(batch.reward, batch.discount, q_next_target)
+
+
+def loss(
+    params: Any, config: DQNConfig, spec: EnvSpec, batch: Batch, target: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """mean_i w_i L(y_i - Q(s_i, a_i; theta)), L Huber or squared; w the replay's importance
+    weights (1 without prioritisation)."""
+    q = q_values(config, spec, params, batch.obs)
+    q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
+    error = target - q_taken
+    per_sample = huber(error) if config.loss == "huber" else 0.5 * error**2
+    return jnp.mean(batch.weight * per_sample), {"td_error": error, "q": q_taken}
+
+
+def learn(
+    config: DQNConfig, spec: EnvSpec, state: DQNState, batch: Batch, key: jax.Array
+) -> tuple[DQNState, dict[str, jax.Array], jax.Array]:
+    """One gradient step on a minibatch; every `target_update_interval` steps, theta^- moves to
+    theta. Returns the new state, metrics and the TD errors (for prioritised replay)."""
+    target = jax.lax.stop_gradient(td_target(config, spec, state, batch))
+    grads, aux = jax.grad(loss, has_aux=True)(state.params, config, spec, batch, target)
+    updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    steps = state.gradient_steps + 1
+    due = steps % config.target_update_interval == 0
+    target_params = jax.tree.map(
+        lambda new, old: jnp.where(due, new, old),
+        targets.polyak_update(params, state.target_params, config.tau),
+        state.target_params,
+    )
+    error = aux["td_error"]
+    metrics = {
+        "loss": jnp.mean(huber(error) if config.loss == "huber" else 0.5 * error**2),
+        "q": jnp.mean(aux["q"]),
+        "td_abs": jnp.mean(jnp.abs(error)),
+        "grad_norm": optax.tree.norm(grads),
+    }
+    new_state = state.replace(
+        params=params, target_params=target_params, opt_state=opt_state, gradient_steps=steps
+    )
+    return new_state, metrics, error

@@ -1,0 +1,359 @@
+"""Replay memory (Lin, 1992; Mnih et al., 2015): a ring buffer of transitions as a pytree, with pure
+`init`, `add` and `sample` functions that run inside `jax.jit` (and under `vmap` over seeds).
+
+Layout. Each of the E parallel envs has its own ring of C slots, `[E, C, ...]`. A slot holds one
+observation (for stacked pixel frames, only its newest frame) and, once the agent has acted on
+it, the action, reward and the two end flags of the step taken from it. The next observation of a
+transition is the observation in the following slot, so each observation is stored once:
+
+    slot:    i          i+1        i+2 ...
+    holds:   s_t, a_t,  s_{t+1},   ...               (r_t, terminated_t, truncated_t in slot i)
+
+When an episode ends at step t, s_{t+1} is the true final observation (kept for truncation's
+bootstrap) and gets a slot of its own, not acted on; the reset observation starts the next slot,
+marked as an episode start. Frame stacks are rebuilt at sampling from the slots before i, the first
+frame of the episode standing in for frames before it (gymnasium's FrameStackObservation pads the
+same way), so 1,000,000 Atari transitions take 1,000,000 x 84 x 84 bytes (7.1 GB), not four or
+eight times that.
+
+Sampling draws transitions whose whole story is still in the ring (its n steps acted on, its
+frames not overwritten) uniformly, or in proportion to priority^alpha (Schaul et al., 2016) with
+importance-sampling weights, drawn exactly by `draw` (one pass of sums over the ring per draw, a
+small fraction of the gradient step it feeds).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from bellman.ops import targets
+
+
+class ReplayBuffer(struct.PyTreeNode):
+    """E rings of C slots. Shapes: `frames` `[E, C, *frame_shape]`, the rest `[E, C]`."""
+
+    frames: jax.Array
+    """The observation of each slot (its newest frame when observations are frame stacks)."""
+    action: jax.Array
+    """`[E, C, *action_shape]` the action taken in the slot's observation."""
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    acted: jax.Array
+    """The slot's action, reward and flags are filled in (its next observation is stored)."""
+    acted_at: jax.Array
+    """The step (`added` at the time) at which the slot was acted on."""
+    start: jax.Array
+    """The slot's observation is the first of an episode: frame stacks do not reach before it."""
+    priority: jax.Array
+    """Priority of the slot's transition, for prioritised replay (0 until acted on)."""
+    max_priority: jax.Array
+    """`[]` the largest priority so far, given to new transitions."""
+    head: jax.Array
+    """`[E]` the slot of each env's newest observation (the one to act on next)."""
+    added: jax.Array
+    """`[]` steps added so far (per env)."""
+    keep: int = struct.field(pytree_node=False, default=1)
+    """Transitions kept per env: only the newest `keep` are sampled."""
+    frame_stack: int = struct.field(pytree_node=False, default=1)
+    """Observations are the last `frame_stack` frames along their first axis (Atari), else 1."""
+
+
+class Batch(struct.PyTreeNode):
+    """Sampled transitions `[B, ...]`, with n-step returns already summed."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    """sum_{k<m} gamma^k r_{t+k}, m = n or fewer if the episode ended first."""
+    discount: jax.Array
+    """gamma^m (1 - terminated): the weight of the bootstrap value of `next_obs`."""
+    next_obs: jax.Array
+    """s_{t+m}: the true next observation (the final one where the episode ended)."""
+    weight: jax.Array
+    """Importance-sampling weight (1 for uniform sampling)."""
+    index: jax.Array
+    """`[B, 2]` (env, slot) of each transition, to update its priority."""
+
+
+def transitions_per_env(buffer_size: int, num_envs: int) -> int:
+    """Transitions each env's ring keeps, for a buffer of `buffer_size` over `num_envs` envs."""
+    return max(1, -(-buffer_size // num_envs))
+
+
+def slots_per_env(buffer_size: int, num_envs: int, frame_stack: int = 1) -> int:
+    """Slots of each ring: the transitions kept, the newest observation, a final observation and
+    the older frames the oldest kept transition's frame stack reaches back to."""
+    return transitions_per_env(buffer_size, num_envs) + frame_stack + 1
+
+
+def init(
+    buffer_size: int,
+    num_envs: int,
+    obs_example: jax.Array,
+    action_example: jax.Array,
+    frame_stack: int = 1,
+) -> ReplayBuffer:
+    """An empty buffer keeping the newest `buffer_size` transitions (split evenly over the envs);
+    `obs_example` and `action_example` are one env's observation and action."""
+    c = slots_per_env(buffer_size, num_envs, frame_stack)
+    frame = obs_example[-1] if frame_stack > 1 else obs_example
+    zeros = lambda x: jnp.zeros((num_envs, c, *x.shape), x.dtype)
+    flags = jnp.zeros((num_envs, c), bool)
+    return ReplayBuffer(
+        frames=zeros(frame),
+        action=zeros(action_example),
+        reward=jnp.zeros((num_envs, c), jnp.float32),
+        terminated=flags,
+        truncated=flags,
+        acted=flags,
+        acted_at=jnp.zeros((num_envs, c), jnp.int32),
+        start=flags,
+        priority=jnp.zeros((num_envs, c), jnp.float32),
+        max_priority=jnp.ones((), jnp.float32),
+        head=jnp.zeros((num_envs,), jnp.int32),
+        added=jnp.zeros((), jnp.int32),
+        keep=transitions_per_env(buffer_size, num_envs),
+        frame_stack=frame_stack,
+    )
+
+
+def _newest_frame(buffer: ReplayBuffer, obs: jax.Array) -> jax.Array:
+    """`[E, *obs_shape]` -> the part of each observation stored in a slot."""
+    return obs[:, -1] if buffer.frame_stack > 1 else obs
+
+
+def start(buffer: ReplayBuffer, obs: jax.Array) -> ReplayBuffer:
+    """Store the first observations `[E, *obs_shape]` of a run (or of a resumed host run, whose
+    envs restart): each env's next slot becomes an episode start."""
+    e = jnp.arange(buffer.head.shape[0])
+    slot = (buffer.head + buffer.added.astype(bool)) % buffer.frames.shape[1]
+    return buffer.replace(
+        frames=buffer.frames.at[e, slot].set(_newest_frame(buffer, obs)),
+        start=buffer.start.at[e, slot].set(True),
+        acted=buffer.acted.at[e, slot].set(False),
+        priority=buffer.priority.at[e, slot].set(0.0),
+        head=slot,
+    )
+
+
+def add(
+    buffer: ReplayBuffer,
+    action: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    final_obs: jax.Array,
+    next_obs: jax.Array,
+) -> ReplayBuffer:
+    """Record one step of every env `[E, ...]`: the action taken in each env's newest observation,
+    its reward and flags, the observation reached (`final_obs`) and, where the episode ended, the
+    reset observation (`next_obs`) in a slot of its own."""
+    c = buffer.frames.shape[1]
+    e = jnp.arange(buffer.head.shape[0])
+    p = buffer.head
+    done = terminated | truncated
+    # the step from slot p
+    buffer = buffer.replace(
+        action=buffer.action.at[e, p].set(action),
+        reward=buffer.reward.at[e, p].set(reward.astype(jnp.float32)),
+        terminated=buffer.terminated.at[e, p].set(terminated),
+        truncated=buffer.truncated.at[e, p].set(truncated),
+        acted=buffer.acted.at[e, p].set(True),
+        acted_at=buffer.acted_at.at[e, p].set(buffer.added),
+        priority=buffer.priority.at[e, p].set(buffer.max_priority),
+    )
+    # slot p+1: the observation reached; slot p+2: the reset observation, if the episode ended
+    reached, reset = (p + 1) % c, (p + 2) % c
+    reached_frame = _newest_frame(buffer, final_obs)
+    reset_frame = _newest_frame(buffer, next_obs)
+    keep = lambda array, value: jnp.where(
+        done.reshape(done.shape + (1,) * (value.ndim - 1)), value, array
+    )
+    frames = buffer.frames.at[e, reached].set(reached_frame)
+    frames = frames.at[e, reset].set(keep(frames[e, reset], reset_frame))
+    return buffer.replace(
+        frames=frames,
+        acted=buffer.acted.at[e, reached]
+        .set(False)
+        .at[e, reset]
+        .set(jnp.where(done, False, buffer.acted[e, reset])),
+        start=buffer.start.at[e, reached]
+        .set(False)
+        .at[e, reset]
+        .set(jnp.where(done, True, buffer.start[e, reset])),
+        priority=buffer.priority.at[e, reached]
+        .set(0.0)
+        .at[e, reset]
+        .set(jnp.where(done, 0.0, buffer.priority[e, reset])),
+        head=jnp.where(done, reset, reached),
+        added=buffer.added + 1,
+    )
+
+
+def _ahead(x: jax.Array, k: int) -> jax.Array:
+    """x at slot i + k (ring order), for every slot i: `[E, C, ...]`."""
+    return jnp.roll(x, -k, axis=1)
+
+
+def sampleable(buffer: ReplayBuffer, n_step: int) -> jax.Array:
+    """`[E, C]` bool: slots whose transition can be sampled: among the newest `keep` transitions,
+    its first n steps (up to the episode's end) acted on, its frames still stored. Elementwise
+    over the ring, no gathers: a few microseconds per thousand slots."""
+    c = buffer.frames.shape[1]
+    ok = buffer.acted
+    ended = buffer.terminated | buffer.truncated
+    running = ~ended
+    for k in range(1, n_step):  # step k is needed unless the episode ended at steps 0..k-1
+        ok = ok & (~running | _ahead(buffer.acted, k))
+        running = running & ~_ahead(ended, k)
+    # only the newest `keep` transitions (each env adds one per step), and only those whose frame
+    # stack reaches no further back than the oldest slot (the one after the head)
+    newest = buffer.acted_at >= buffer.added - buffer.keep
+    age = (jnp.arange(c)[None, :] - buffer.head[:, None] - 1) % c
+    return ok & newest & (age >= buffer.frame_stack - 1)
+
+
+def _stack(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array) -> jax.Array:
+    """The observation of (env, slot) `[B]`: the slot's frame, or the frame stack ending there
+    with the episode's first frame standing in for frames before the episode started."""
+    if buffer.frame_stack == 1:
+        return buffer.frames[env, slot]
+    c, k = buffer.frames.shape[1], buffer.frame_stack
+    position = jnp.arange(k)[None, :]  # oldest first; position k - 1 is the slot itself
+    slots = (slot[:, None] - (k - 1) + position) % c  # [B, k]
+    starts = buffer.start[env[:, None], slots]
+    # positions before the newest episode start in the window repeat that start's frame
+    newest_start = jnp.max(jnp.where(starts, position, -1), axis=1, keepdims=True)
+    chosen = jnp.take_along_axis(slots, jnp.maximum(position, newest_start), axis=1)
+    return buffer.frames[env[:, None], chosen]  # [B, k, *frame_shape]
+
+
+def sample(
+    buffer: ReplayBuffer,
+    key: jax.Array,
+    batch_shape: tuple[int, ...],
+    n_step: int = 1,
+    gamma: float = 0.99,
+    alpha: float = 0.0,
+    beta: jax.Array | float = 1.0,
+    reward_clip: float | None = None,
+) -> Batch:
+    """Transitions `[*batch_shape]` drawn with replacement, uniformly (`alpha` = 0) or with
+    probability priority^alpha / sum (prioritised replay, with weights (N P(i))^-beta / max).
+
+    Draw all the batches of several gradient steps at once (`batch_shape` = (steps, B)) only
+    with uniform sampling: priorities change after every step. `reward_clip` clips each reward
+    to [-clip, clip] before the n-step sum (Atari's learning signal). Sample only once
+    `sampleable(buffer, n_step)` has some slot (after the learning-start period).
+    """
+    ok = sampleable(buffer, n_step)
+    if alpha > 0.0:
+        weights = jnp.where(ok, buffer.priority, 0.0) ** alpha
+    else:
+        weights = ok.astype(jnp.float32)
+    flat = weights.reshape(-1)
+    index, weight_sum = draw(flat, key, math.prod(batch_shape))
+    c = buffer.frames.shape[1]
+    env, slot = index // c, index % c
+
+    # n-step return: r_t + gamma r_{t+1} + ... until n steps or the episode's end
+    slots = (slot[None, :] + jnp.arange(n_step)[:, None]) % c  # [n, B]
+    rewards = buffer.reward[env[None, :], slots]
+    if reward_clip is not None:
+        rewards = jnp.clip(rewards, -reward_clip, reward_clip)
+    terminated = buffer.terminated[env[None, :], slots]
+    ended = terminated | buffer.truncated[env[None, :], slots]
+    total, discount = targets.n_step_return(rewards, ended, gamma)
+    first = jnp.ones_like(ended[:1])
+    summed = jnp.cumprod(jnp.concatenate([first, ~ended[:-1]]), axis=0).astype(bool)  # [n, B]
+    terminal = jnp.any(terminated & summed, axis=0)
+    next_slot = (slot + jnp.sum(summed, axis=0)) % c
+
+    if alpha > 0.0:
+        count = jnp.sum(ok)
+        p_min = jnp.min(jnp.where(ok, weights, jnp.inf)) / weight_sum
+        weight = (count * flat[index] / weight_sum) ** (-beta) / (count * p_min) ** (-beta)
+    else:
+        weight = jnp.ones(env.shape, jnp.float32)
+
+    shaped = lambda x: x.reshape((*batch_shape, *x.shape[1:]))
+    return Batch(
+        obs=shaped(_stack(buffer, env, slot)),
+        action=shaped(buffer.action[env, slot]),
+        reward=shaped(total),
+        discount=shaped(discount * (1.0 - terminal.astype(jnp.float32))),
+        next_obs=shaped(_stack(buffer, env, next_slot)),
+        weight=shaped(weight.astype(jnp.float32)),
+        index=shaped(jnp.stack([env, slot], axis=-1)),
+    )
+
+
+FANOUT = 64
+"""Children per node of the summation tree `draw` builds."""
+MANY_DRAWS = 1024
+"""From this many draws at once, `draw` searches a cumulative sum instead of descending a tree."""
+
+
+def _tree(weights: jax.Array) -> list[jax.Array]:
+    """Sums of `weights` by groups of FANOUT, of those sums, ...: the levels of a summation tree,
+    leaves first, each padded with zeros to a multiple of FANOUT; the last has FANOUT entries."""
+    levels = []
+    level = weights
+    while True:
+        level = jnp.pad(level, (0, (-level.shape[0]) % FANOUT))
+        levels.append(level)
+        if level.shape[0] == FANOUT:
+            return levels
+        level = level.reshape(-1, FANOUT).sum(axis=1)
+
+
+def _descend(levels: list[jax.Array], u: jax.Array) -> jax.Array:
+    """The leaf where the running sum of the weights passes `u` (0 <= u < total)."""
+    index = jnp.zeros((), jnp.int32)
+    for level in reversed(levels):
+        children = jax.lax.dynamic_slice(level, (index * FANOUT,), (FANOUT,))
+        before = jnp.cumsum(children) - children  # the sum of the children left of each
+        inside = (before <= u) & (children > 0)  # children whose interval may hold u
+        child = FANOUT - 1 - jnp.argmax(inside[::-1])  # the last of them: u lies in its interval
+        u = u - before[child]
+        index = index * FANOUT + child.astype(jnp.int32)
+    return index
+
+
+def draw(weights: jax.Array, key: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
+    """`num` indices drawn with replacement with probability weights / sum, and the sum.
+
+    Exact either way: for a few draws, through a summation tree built on the fly (one pass of sums
+    over the weights, then `FANOUT` numbers per level per draw; XLA's cumulative sum over all the
+    weights costs several times more on a CPU); for many draws at once (the minibatches of a whole
+    learning phase), by binary search in that cumulative sum."""
+    if num >= MANY_DRAWS:
+        total = jnp.sum(weights)
+        index = jax.random.choice(key, weights.shape[0], (num,), p=weights / total)
+        return index.astype(jnp.int32), total
+    levels = _tree(weights)
+    total = jnp.sum(levels[-1])
+    u = jax.random.uniform(key, (num,), maxval=total)
+    return jax.vmap(_descend, in_axes=(None, 0))(levels, u), total
+
+
+def update_priorities(
+    buffer: ReplayBuffer, index: jax.Array, priority: jax.Array, eps: float = 1e-6
+) -> ReplayBuffer:
+    """Set the priorities of the transitions at `index` `[B, 2]` to `priority` `[B]` (|TD error|),
+    plus `eps` so that none falls to zero."""
+    value = jnp.abs(priority).astype(jnp.float32) + eps
+    return buffer.replace(
+        priority=buffer.priority.at[index[:, 0], index[:, 1]].set(value),
+        max_priority=jnp.maximum(buffer.max_priority, jnp.max(value)),
+    )
+
+
+def size(buffer: ReplayBuffer) -> jax.Array:
+    """Transitions stored (acted on) over all envs."""
+    return jnp.sum(buffer.acted)

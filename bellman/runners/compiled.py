@@ -1,0 +1,202 @@
+"""The compiled runner: env and agent in one XLA program, chunk after chunk, for many seeds.
+
+A runner family (`runners.onpolicy`, `runners.offpolicy`) gives two pure functions of one seed:
+`init_state(algo, config, env, total_updates, key)` and `update(algo, config, env, state)`, one
+iteration of its loop (rollout then learn; or collect, store, sample and learn). `run_updates` scans
+a chunk of updates; `CompiledRunner` compiles `jit(vmap(run_updates))` once and calls it chunk
+after chunk, so a chunk for every seed is a single call, while the driver logs, evaluates and
+checkpoints in between. Nothing leaves the device inside a chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bellman.envs.core import EpisodeStatistics, JaxEnv
+from bellman.runners import programs
+from bellman.runners.common import (
+    ChunkResult,
+    episode_means,
+    over_seeds,
+    paused_gc,
+    reduce_metrics,
+    seed_keys,
+    seed_sharding,
+)
+
+
+class Family(Protocol):
+    """A runner family: a module with these two functions."""
+
+    __name__: str
+
+    def init_state(
+        self, algo: Any, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
+    ) -> Any: ...
+
+    def update(
+        self, algo: Any, config: Any, env: JaxEnv, state: Any, update_id: jax.Array
+    ) -> tuple[Any, dict[str, jax.Array]]: ...
+
+
+def run_updates(
+    update: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]],
+    total_updates: int,
+    state: Any,
+    update_ids: jax.Array,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """Run the updates numbered `update_ids` (`[C]`); ids >= total_updates are skipped.
+
+    Skipping keeps every chunk the same length, so one compiled program serves the whole run.
+    The update's number is not batched over seeds, so a branch on it stays a branch under vmap.
+    """
+    metrics_shape = jax.eval_shape(lambda s: update(s, update_ids[0])[1], state)
+
+    def skip(state: Any, update_id: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+        return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape)
+
+    def body(state: Any, update_id: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+        return jax.lax.cond(update_id < total_updates, update, skip, state, update_id)
+
+    return jax.lax.scan(body, state, update_ids)
+
+
+class CompiledRunner:
+    """Drives a family's `update` for many seeds at once: `jit(vmap(scan))`, compiled ahead of
+    time, with the seeds sharded over the CPU cores when they divide evenly."""
+
+    backend = "compiled"
+
+    def __init__(
+        self,
+        family: Family,
+        algo: Any,
+        config: Any,
+        env: JaxEnv,
+        seeds: int,
+        seed: int,
+        total_updates: int,
+        chunk_updates: int,
+    ):
+        self.family, self.algo, self.config, self.spec = family, algo, config, env.spec
+        self.env = EpisodeStatistics(env)
+        self.seeds, self.seed = seeds, seed
+        self.total_updates, self.chunk_updates = total_updates, chunk_updates
+        self.sharding, self.replicated = seed_sharding(seeds)
+        init = functools.partial(family.init_state, algo, config, self.env, total_updates)
+        self._init = jax.jit(
+            over_seeds(init, seeds, (0,)),
+            in_shardings=self.sharding,
+            out_shardings=self.sharding,
+        )
+        update = functools.partial(family.update, algo, config, self.env)
+        chunk = functools.partial(run_updates, update, total_updates)
+        self._chunk = jax.jit(
+            over_seeds(chunk, seeds, (0, None)),
+            in_shardings=(self.sharding, self.replicated),
+            out_shardings=self.sharding,
+            donate_argnums=0,
+        )
+        # the programs compiled ahead of time by `compile`, and the state's shapes
+        self._compiled_init: Any = None
+        self._compiled_chunk: Any = None
+        self._template: Any = None
+
+    @property
+    def steps_per_update(self) -> int:
+        return int(self.config.num_envs * self.config.num_steps)
+
+    def _keys(self) -> jax.Array:
+        return jax.device_put(seed_keys(self.seed, self.seeds), self.sharding)
+
+    def init_state(self) -> Any:
+        init = self._compiled_init if self._compiled_init is not None else self._init
+        return init(self._keys())
+
+    def state_template(self) -> Any:
+        if self._template is None:
+            self._template = jax.eval_shape(self._init, self._keys())
+        return self._template
+
+    def _description(self, part: str) -> list[str] | None:
+        """What the program `part` depends on besides the code (see `programs`)."""
+        env_key = getattr(self.env, "cache_key", None)
+        if env_key is None:
+            return None
+        return [
+            f"{self.family.__name__} {part}",
+            getattr(self.algo, "__name__", repr(self.algo)),
+            repr(self.config),
+            env_key,
+            f"seeds={self.seeds} updates={self.total_updates} chunk={self.chunk_updates}",
+        ]
+
+    def compile(self) -> float:
+        """Compile (or load) the init and chunk programs; returns the seconds it took.
+
+        The init program is traced first: its output shapes are the chunk program's input, and
+        its compilation runs on the worker while the chunk program is traced.
+        """
+        start = time.perf_counter()
+        devices = list(self.sharding.mesh.devices.flat)
+        keys = self._keys()
+        traced: list[Any] = []
+
+        def lower_init() -> Any:
+            traced.append(self._init.trace(keys))
+            return traced[0].lower()
+
+        with paused_gc():
+            self._compiled_init = programs.start(
+                self._description("init"), lower_init, devices, light=True
+            )
+            self._template = (traced[0] if traced else self._compiled_init.result()).out_info
+            ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
+            description = self._description("chunk")
+            self._compiled_chunk = programs.start(
+                description and [*description, programs.signature(self._template, ids)],
+                lambda: self._chunk.lower(self._template, ids),
+                devices,
+            )
+        self._compiled_init.result()
+        self._compiled_chunk.result()
+        return time.perf_counter() - start
+
+    def run_chunk(self, state: Any, first_update: int) -> tuple[Any, ChunkResult]:
+        """Run updates first_update, ..., first_update + chunk_updates - 1 (those that exist)."""
+        if self._compiled_chunk is None:
+            self.compile()
+        ids = jnp.arange(first_update, first_update + self.chunk_updates, dtype=jnp.int32)
+        state, metrics = self._compiled_chunk(state, jax.device_put(ids, self.replicated))
+        metrics = jax.device_get(metrics)
+        valid = np.asarray(ids) < self.total_updates
+        done = int(valid.sum())
+        return state, ChunkResult(
+            updates=done,
+            metrics=reduce_metrics(metrics, valid),
+            **episode_means(metrics, valid),
+        )
+
+    def algo_state(self, state: Any) -> Any:
+        return state.algo
+
+    def checkpoint_parts(self, state: Any) -> dict[str, Any]:
+        return {"algo": state.algo, "runner": state.replace(algo=None)}
+
+    def from_checkpoint_parts(self, parts: dict[str, Any], first_update: int) -> Any:
+        state = parts["runner"].replace(algo=parts["algo"])
+        return jax.device_put(state, self.sharding)
+
+    def checkpoint_templates(self) -> dict[str, Any]:
+        template = self.state_template()
+        return {"algo": template.algo, "runner": template.replace(algo=None)}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,248 @@
+"""The off-policy loop, compiled: act -> store -> sample -> learn, env and agent in one XLA program.
+
+One update of the loop (the Cambridge lecture's training loop, with the static dataset replaced by
+an environment):
+
+    for train_frequency steps of every env:
+        a ~ pi_E(s)  (the algorithm's exploration policy)                      -> `collect`
+        s', r, terminated, truncated = env.step(a); store the transition in D   -> `collect`
+    once enough steps are stored (learning_starts), gradient_steps times:
+        sample a minibatch from D; learn from it                               -> `learn_phase`
+
+`init_state` and `update` are pure functions of one seed's `RunnerState`, driven chunk after chunk
+for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOffPolicy` below). The
+host runner (`runners.offpolicy_host`) calls `learn_phase` too. The algorithm's config provides
+the loop's settings: `num_envs`, `train_frequency`, `gradient_steps`, `batch_size`, `buffer_size`,
+`learning_starts`, `n_step`, `gamma`, `prioritized`, `priority_alpha`, `priority_beta` and
+`clip_rewards`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from bellman import buffers
+from bellman.envs.core import JaxEnv
+from bellman.envs.spaces import Discrete, EnvSpec
+from bellman.runners.common import EpisodeTotals, env_action
+from bellman.runners.compiled import CompiledRunner
+
+
+class OffPolicyAlgorithm(Protocol):
+    """What an off-policy algorithm module provides (see `bellman.algos.dqn`)."""
+
+    def init(self, key: jax.Array, config: Any, spec: EnvSpec, total_updates: int) -> Any: ...
+
+    def act(
+        self,
+        config: Any,
+        spec: EnvSpec,
+        state: Any,
+        obs: jax.Array,
+        key: jax.Array,
+        env_step: jax.Array,
+    ) -> jax.Array: ...
+
+    def greedy(self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array) -> jax.Array: ...
+
+    def learn(
+        self, config: Any, spec: EnvSpec, state: Any, batch: buffers.Batch, key: jax.Array
+    ) -> tuple[Any, dict[str, jax.Array], jax.Array]: ...
+
+
+class RunnerState(struct.PyTreeNode):
+    """Everything one seed's training needs to continue exactly."""
+
+    algo: Any
+    """The algorithm's state: parameters, target parameters, optimiser."""
+    buffer: buffers.ReplayBuffer
+    """The replay memory D."""
+    env_state: Any
+    """`[E]` env states with running episode statistics (None on the host backend)."""
+    obs: jax.Array
+    """`[E, *obs_shape]` observations to act on next."""
+    key: jax.Array
+    env_steps: jax.Array
+    """`[]` env steps taken so far, summed over the envs."""
+    total_steps: int = struct.field(pytree_node=False, default=0)
+    """Env steps of the whole run: the horizon of prioritised replay's beta schedule."""
+
+
+def total_steps(config: Any, total_updates: int) -> int:
+    """Env steps of the whole run per seed (the horizon of exploration and beta schedules)."""
+    return int(total_updates * config.num_envs * config.train_frequency)
+
+
+def action_example(spec: EnvSpec) -> jax.Array:
+    space = spec.action_space
+    if isinstance(space, Discrete):
+        return jnp.zeros((), jnp.int32)
+    return jnp.zeros(space.shape, jnp.float32)
+
+
+def empty_buffer(config: Any, spec: EnvSpec, obs: jax.Array) -> buffers.ReplayBuffer:
+    """D with room for `config.buffer_size` transitions, holding the first observations `obs`."""
+    frame_stack = spec.frame_stack if len(spec.obs_shape) == 3 else 1
+    buffer = buffers.init(
+        config.buffer_size, config.num_envs, obs[0], action_example(spec), frame_stack
+    )
+    return buffers.start(buffer, obs)
+
+
+def init_state(
+    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
+) -> RunnerState:
+    """Fresh networks, an empty replay memory and `config.num_envs` freshly reset envs."""
+    key, algo_key, reset_key = jax.random.split(key, 3)
+    algo_state = algo.init(algo_key, config, env.spec, total_updates)
+    env_state, timestep = jax.vmap(env.reset)(jax.random.split(reset_key, config.num_envs))
+    buffer = empty_buffer(config, env.spec, timestep.obs)
+    zero = jnp.zeros((), jnp.int32)
+    horizon = total_steps(config, total_updates)
+    return RunnerState(algo_state, buffer, env_state, timestep.obs, key, zero, horizon)
+
+
+def collect(
+    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState
+) -> tuple[RunnerState, EpisodeTotals]:
+    """`train_frequency` steps of every env with the exploration policy, each stored in D."""
+
+    def env_step(state: RunnerState, keys: jax.Array) -> tuple[RunnerState, EpisodeTotals]:
+        act_key, step_keys = keys[0], keys[1:]
+        action = algo.act(config, env.spec, state.algo, state.obs, act_key, state.env_steps)
+        env_state, ts = jax.vmap(env.step)(step_keys, state.env_state, env_action(env.spec, action))
+        buffer = buffers.add(
+            state.buffer, action, ts.reward, ts.terminated, ts.truncated, ts.final_obs, ts.obs
+        )
+        state = state.replace(
+            buffer=buffer,
+            env_state=env_state,
+            obs=ts.obs,
+            env_steps=state.env_steps + config.num_envs,
+        )
+        return state, EpisodeTotals.of_step(ts.done, ts.info)
+
+    key, collect_key = jax.random.split(state.key)
+    keys = jax.random.split(collect_key, (config.train_frequency, 1 + config.num_envs))
+    state, totals = jax.lax.scan(env_step, state.replace(key=key), keys)
+    return state, jax.tree.map(jnp.sum, totals)
+
+
+def beta(config: Any, state: RunnerState) -> jax.Array:
+    """Prioritised replay's importance exponent, annealed linearly from `priority_beta` to 1."""
+    fraction = jnp.minimum(state.env_steps / max(1, state.total_steps), 1.0)
+    return config.priority_beta + fraction * (1.0 - config.priority_beta)
+
+
+def _sample(config: Any, state: RunnerState, key: jax.Array, shape: tuple[int, ...]) -> Any:
+    return buffers.sample(
+        state.buffer,
+        key,
+        shape,
+        n_step=config.n_step,
+        gamma=config.gamma,
+        alpha=config.priority_alpha if config.prioritized else 0.0,
+        beta=beta(config, state),
+        reward_clip=config.clip_rewards or None,
+    )
+
+
+def learn_phase(
+    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """`gradient_steps` gradient steps, each on a minibatch sampled from D."""
+    key, sample_key, learn_key = jax.random.split(state.key, 3)
+    learn_keys = jax.random.split(learn_key, config.gradient_steps)
+    shape = (config.gradient_steps, config.batch_size)
+
+    if not config.prioritized:  # every minibatch drawn at once: D does not change meanwhile
+
+        def step(algo_state: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
+            batch, k = inputs
+            algo_state, metrics, _ = algo.learn(config, spec, algo_state, batch, k)
+            return algo_state, metrics
+
+        batches = _sample(config, state, sample_key, shape)
+        algo_state, metrics = jax.lax.scan(step, state.algo, (batches, learn_keys))
+        state = state.replace(algo=algo_state)
+    else:  # priorities change after every step, so each minibatch is drawn after the last
+
+        def prioritized_step(
+            state: RunnerState, keys: tuple[jax.Array, jax.Array]
+        ) -> tuple[RunnerState, Any]:
+            batch = _sample(config, state, keys[0], (config.batch_size,))
+            algo_state, metrics, td_error = algo.learn(config, spec, state.algo, batch, keys[1])
+            buffer = buffers.update_priorities(state.buffer, batch.index, td_error)
+            return state.replace(algo=algo_state, buffer=buffer), metrics
+
+        sample_keys = jax.random.split(sample_key, config.gradient_steps)
+        state, metrics = jax.lax.scan(prioritized_step, state, (sample_keys, learn_keys))
+    return state.replace(key=key), jax.tree.map(jnp.mean, metrics)
+
+
+def learn_if_ready(
+    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, update_id: jax.Array
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """`learn_phase` once `learning_starts` steps are stored (and at least `n_step` per env, so
+    that a transition can be sampled); before that, nothing (metrics 0). Update `update_id` has
+    collected (update_id + 1) train_frequency steps per env; it is the same for every seed, so
+    the branch stays a branch when seeds are vmapped."""
+    steps = (update_id + 1) * config.num_envs * config.train_frequency
+    ready = steps >= max(config.learning_starts, config.num_envs * config.n_step)
+    learn = lambda s: learn_phase(algo, config, spec, s)
+    shape = jax.eval_shape(learn, state)[1]
+
+    def wait(s: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
+        return s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shape)
+
+    if config.gradient_steps == 0:
+        return wait(state)
+    return jax.lax.cond(ready, learn, wait, state)
+
+
+def progress_metrics(
+    algo: OffPolicyAlgorithm, config: Any, state: RunnerState
+) -> dict[str, jax.Array]:
+    """The replay memory's size and, for an algorithm with an exploration schedule
+    `epsilon(config, total_steps, env_step)`, the exploration rate."""
+    metrics = {"buffer_size": buffers.size(state.buffer).astype(jnp.float32)}
+    schedule = getattr(algo, "epsilon", None)
+    if schedule is not None:
+        metrics["epsilon"] = schedule(config, state.total_steps, state.env_steps)
+    return metrics
+
+
+def update(
+    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState, update_id: jax.Array
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """Update `update_id`: collect and store `train_frequency` steps per env, then learn."""
+    state, totals = collect(algo, config, env, state)
+    state, metrics = learn_if_ready(algo, config, env.spec, state, update_id)
+    metrics = {
+        **metrics,
+        **progress_metrics(algo, config, state),
+        "episodes": totals.count,
+        "episode_return_sum": totals.return_sum,
+        "episode_length_sum": totals.length_sum,
+    }
+    return state, metrics
+
+
+def CompiledOffPolicy(
+    algo: OffPolicyAlgorithm,
+    config: Any,
+    env: JaxEnv,
+    seeds: int,
+    seed: int,
+    total_updates: int,
+    chunk_updates: int,
+) -> CompiledRunner:
+    """The compiled runner of the off-policy loop."""
+    return CompiledRunner(
+        sys.modules[__name__], algo, config, env, seeds, seed, total_updates, chunk_updates
+    )
