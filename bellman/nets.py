@@ -91,3 +91,29 @@ def flatten_obs(obs: jax.Array, obs_shape: tuple[int, ...]) -> jax.Array:
     """Flatten the observation axes of `[..., *obs_shape]` into one feature axis, as float32."""
     batch_shape = obs.shape[: obs.ndim - len(obs_shape)]
     return obs.reshape((*batch_shape, -1)).astype(jnp.float32)
+
+
+class PatchConv(nn.Module):
+    """A VALID 2-D convolution over NHWC images, written as its patches and a dense layer.
+
+    The same function as `flax.linen.Conv(features, (k, k), strides=(s, s), padding="VALID")`,
+    with the kernel stored as `[k * k * C, features]` (patch rows ordered by kernel row, kernel
+    column, channel). For the small images of RL (MinAtar's 10x10, Atari's 84x84) XLA computes
+    this form's weight gradient several times faster on a CPU than a convolution's.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s = self.kernel, self.stride
+        rows = (x.shape[-3] - k) // s + 1
+        cols = (x.shape[-2] - k) // s + 1
+        patches = [
+            x[..., i : i + s * (rows - 1) + 1 : s, j : j + s * (cols - 1) + 1 : s, :]
+            for i in range(k)
+            for j in range(k)
+        ]
+        return nn.Dense(self.features)(jnp.concatenate(patches, axis=-1))

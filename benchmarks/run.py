@@ -39,6 +39,7 @@ PEER_VENVS = {
     "sb3": [
         ["torch==2.13.0"],
         ["stable-baselines3==2.9.2", "gymnasium[classic-control]>=1.3,<1.4"],
+        ["ale-py>=0.12,<0.13", "opencv-python-headless>=4.9,<5"],
     ],
     # rejax 0.1.3 expects gymnax's old 5-tuple step, so it gets gymnax 0.0.9 in its own venv
     "rejax": [["rejax==0.1.3", "jax==0.10.2", "jaxlib==0.10.2", "gymnax==0.0.9"]],

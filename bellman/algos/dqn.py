@@ -34,7 +34,7 @@ from bellman import config as cfg
 from bellman.buffers import Batch
 from bellman.envs.spaces import Discrete, EnvSpec, describe
 from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, obs_features
+from bellman.nets import ACTIVATIONS, PatchConv, obs_features
 from bellman.ops import targets
 from bellman.ops.losses import huber
 
@@ -144,6 +144,7 @@ Config = DQNConfig
 DEFAULT_STEPS = 500_000
 
 NATURE_PRESET: dict[str, Any] = {
+    "num_envs": 1,
     "buffer_size": 1_000_000,
     "batch_size": 32,
     "learning_rate": 1e-4,
@@ -165,6 +166,7 @@ at epsilon 0.05."""
 
 
 MINATAR_PRESET: dict[str, Any] = {
+    "num_envs": 1,
     "buffer_size": 100_000,
     "batch_size": 32,
     "learning_rate": 2.5e-4,
@@ -231,14 +233,16 @@ class QNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        # convolutions as patches and dense layers (`nets.PatchConv`): the same functions, whose
+        # gradients XLA computes about 10x faster on a CPU than those of `nn.Conv`
         if self.torso == "nature":  # [B, 4, 84, 84] uint8 frames (Mnih et al., 2015)
             x = jnp.transpose(x, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
-            x = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID")(x))
-            x = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID")(x))
-            x = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID")(x))
+            x = nn.relu(PatchConv(32, 8, 4)(x))
+            x = nn.relu(PatchConv(64, 4, 2)(x))
+            x = nn.relu(PatchConv(64, 3, 1)(x))
             x = nn.relu(nn.Dense(512)(x.reshape((x.shape[0], -1))))
         elif self.torso == "minatar":  # [B, 10, 10, C] (Young & Tian, 2019)
-            x = nn.relu(nn.Conv(16, (3, 3), strides=(1, 1), padding="VALID")(x))
+            x = nn.relu(PatchConv(16, 3, 1)(x))
             x = nn.relu(nn.Dense(128)(x.reshape((x.shape[0], -1))))
         else:
             act = ACTIVATIONS[self.activation]

@@ -3,11 +3,11 @@
 One update of the loop (the Cambridge lecture's training loop, with the static dataset replaced by
 an environment):
 
+    once enough steps are stored (learning_starts), gradient_steps times:
+        sample a minibatch from D; learn from it                               -> `learn_phase`
     for train_frequency steps of every env:
         a ~ pi_E(s)  (the algorithm's exploration policy)                      -> `collect`
         s', r, terminated, truncated = env.step(a); store the transition in D   -> `collect`
-    once enough steps are stored (learning_starts), gradient_steps times:
-        sample a minibatch from D; learn from it                               -> `learn_phase`
 
 `init_state` and `update` are pure functions of one seed's `RunnerState`, driven chunk after chunk
 for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOffPolicy` below). The
@@ -189,20 +189,34 @@ def learn_if_ready(
     algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, update_id: jax.Array
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
     """`learn_phase` once `learning_starts` steps are stored (and at least `n_step` per env, so
-    that a transition can be sampled); before that, nothing (metrics 0). Update `update_id` has
-    collected (update_id + 1) train_frequency steps per env; it is the same for every seed, so
-    the branch stays a branch when seeds are vmapped."""
-    steps = (update_id + 1) * config.num_envs * config.train_frequency
+    that a transition can be sampled); before that, nothing (metrics 0). Before update
+    `update_id` learns, update_id * train_frequency steps per env are stored; the number is the
+    same for every seed, so the branch stays a branch when seeds are vmapped."""
+    steps = update_id * config.num_envs * config.train_frequency
     ready = steps >= max(config.learning_starts, config.num_envs * config.n_step)
-    learn = lambda s: learn_phase(algo, config, spec, s)
-    shape = jax.eval_shape(learn, state)[1]
+    # The branches take and return only what learning changes: the replay memory's observations
+    # pass in read-only, so XLA never copies them to carry them through the branch.
+    Learned = tuple[Any, jax.Array, jax.Array, jax.Array]
 
-    def wait(s: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
-        return s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shape)
+    def learn(changing: Learned) -> tuple[Learned, dict[str, jax.Array]]:
+        algo_state, key, priority, max_priority = changing
+        buffer = state.buffer.replace(priority=priority, max_priority=max_priority)
+        new, metrics = learn_phase(
+            algo, config, spec, state.replace(algo=algo_state, key=key, buffer=buffer)
+        )
+        return (new.algo, new.key, new.buffer.priority, new.buffer.max_priority), metrics
+
+    changing = (state.algo, state.key, state.buffer.priority, state.buffer.max_priority)
+    shape = jax.eval_shape(learn, changing)[1]
+
+    def wait(changing: Learned) -> tuple[Learned, dict[str, jax.Array]]:
+        return changing, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shape)
 
     if config.gradient_steps == 0:
-        return wait(state)
-    return jax.lax.cond(ready, learn, wait, state)
+        return state, wait(changing)[1]
+    (algo_state, key, priority, max_priority), metrics = jax.lax.cond(ready, learn, wait, changing)
+    buffer = state.buffer.replace(priority=priority, max_priority=max_priority)
+    return state.replace(algo=algo_state, key=key, buffer=buffer), metrics
 
 
 def progress_metrics(
@@ -220,9 +234,12 @@ def progress_metrics(
 def update(
     algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState, update_id: jax.Array
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
-    """Update `update_id`: collect and store `train_frequency` steps per env, then learn."""
-    state, totals = collect(algo, config, env, state)
+    """Update `update_id`: learn from D (once enough is stored), then collect and store the next
+    `train_frequency` steps per env. (The loop rotated: collecting first would make XLA copy the
+    whole replay memory every update when `train_frequency` is 1, since the learning branch would
+    then read D right after it was written.)"""
     state, metrics = learn_if_ready(algo, config, env.spec, state, update_id)
+    state, totals = collect(algo, config, env, state)
     metrics = {
         **metrics,
         **progress_metrics(algo, config, state),

@@ -178,7 +178,7 @@ class HostOffPolicy:
         totals: dict[str, Any] = {"episodes": 0.0, "return_sum": 0.0, "length_sum": 0.0}
         for update in range(first_update, last):
             state, chunk_totals = self._collect(state)
-            state, metrics = self._learn(state, jnp.int32(update))
+            state, metrics = self._learn(state, jnp.int32(update + 1))  # after its steps
             state, self._action = self._act(state)  # the next actions, with the new parameters
             per_update.append(metrics)
             totals = {k: totals[k] + chunk_totals[k] for k in totals}

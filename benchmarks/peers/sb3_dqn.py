@@ -35,7 +35,9 @@ def main() -> None:
         from stable_baselines3.common.vec_env import VecFrameStack
 
         gym.register_envs(ale_py)
-        env = VecFrameStack(make_atari_env(args.env, n_envs=1, seed=args.seed), n_stack=4)
+        # the v5 games skip 4 frames themselves; SB3's wrapper skips (and max-pools) instead
+        vec = make_atari_env(args.env, n_envs=1, seed=args.seed, env_kwargs={"frameskip": 1})
+        env = VecFrameStack(vec, n_stack=4)
         model = DQN(
             "CnnPolicy",
             env,
