@@ -64,6 +64,9 @@ RUNS = {
 }  # fmt: skip
 
 
+ATARI_SB3_ARGS = ["--env", "ALE/Breakout-v5", "--steps", "50000", "--learning-starts", "10000"]
+
+
 def bellman(tag: str, args: list[str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix="dqn-results-")) / "run"
     wall, _ = timed([*BELLMAN, "train", *args, "--quiet", "--out", str(out)])
@@ -171,21 +174,8 @@ def main() -> None:
                 results.append(bellman(tag, cmd))
             if group == "atari":
                 print("Stable-Baselines3 on ALE/Breakout-v5", flush=True)
-                results.append(
-                    peer_run(
-                        "Stable-Baselines3, ALE/Breakout-v5",
-                        "sb3",
-                        "sb3_dqn.py",
-                        [
-                            "--env",
-                            "ALE/Breakout-v5",
-                            "--steps",
-                            "50000",
-                            "--learning-starts",
-                            "10000",
-                        ],
-                    )  # fmt: skip
-                )
+                tag = "Stable-Baselines3, ALE/Breakout-v5"
+                results.append(peer_run(tag, "sb3", "sb3_dqn.py", ATARI_SB3_ARGS))
             data[group] = results
             data["machine"] = machine()
             OUT.mkdir(exist_ok=True)
