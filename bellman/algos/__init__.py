@@ -16,8 +16,10 @@ class AlgoInfo:
     name: str
     module: ModuleType
     """Exposes `Config`, `DEFAULT_STEPS`, `check_env`, `init`, `act`, `greedy`, `learn`; optionally
-    `evaluation_action` (the policy a run's return is reported for, when not `greedy`) and
-    `values_and_policy` (a finite env's value table and greedy policy, plotted after training)."""
+    `evaluation_action` (the policy a run's return is reported for, when not `greedy`),
+    `values_and_policy` (a finite env's value table and greedy policy, plotted after training),
+    `PRESETS` (named sets of config fields, `--preset`) and `preset_for` (the preset an env
+    gets when none is named), and `epsilon` (an exploration schedule, logged)."""
     family: Literal["on_policy", "off_policy"]
     """Which runners drive it: rollout -> learn, or act -> store -> sample -> learn."""
     summary: str

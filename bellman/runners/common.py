@@ -147,6 +147,36 @@ def reduce_metrics(metrics: dict[str, Any], valid: np.ndarray) -> dict[str, np.n
     return out
 
 
+class HostEpisodes:
+    """The episodes a host runner's envs (`seeds * envs_per_seed` of them, seed-major) finished
+    during a chunk, counted per seed from the vector env's episode statistics."""
+
+    def __init__(self, seeds: int, envs_per_seed: int):
+        self.envs_per_seed = envs_per_seed
+        self.count, self.return_sum, self.length_sum = (np.zeros(seeds) for _ in range(3))
+
+    def add(self, info: dict[str, Any]) -> None:
+        """Count the episodes of one vector-env step (`GymnasiumVectorEnv.step`'s info)."""
+        ended = info["episode_ended"]
+        if ended.any():
+            seed_of = np.flatnonzero(ended) // self.envs_per_seed
+            np.add.at(self.count, seed_of, 1)
+            np.add.at(self.return_sum, seed_of, info["episode_return"][ended])
+            np.add.at(self.length_sum, seed_of, info["episode_length"][ended])
+
+    def chunk_result(self, per_update: list[dict[str, Any]]) -> ChunkResult:
+        """The chunk's summary: the algorithm's metrics of each update, and these episodes."""
+        stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *jax.device_get(per_update))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return ChunkResult(
+                updates=len(per_update),
+                metrics=reduce_metrics(stacked, np.ones(len(per_update), bool)),
+                episodes=self.count,
+                episode_return=np.where(self.count > 0, self.return_sum / self.count, np.nan),
+                episode_length=np.where(self.count > 0, self.length_sum / self.count, np.nan),
+            )
+
+
 def episode_means(metrics: dict[str, Any], valid: np.ndarray) -> dict[str, np.ndarray]:
     """Mean return and length of the episodes that ended in the chunk, per seed."""
     total = lambda name: np.asarray(metrics[name], np.float64)[:, valid].sum(axis=1)

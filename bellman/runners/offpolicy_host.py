@@ -22,7 +22,7 @@ from bellman.envs.gymnasium_env import GymnasiumVectorEnv
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import EnvSpec
 from bellman.runners import offpolicy
-from bellman.runners.common import ChunkResult, reduce_metrics, seed_keys
+from bellman.runners.common import ChunkResult, HostEpisodes, seed_keys
 from bellman.runners.offpolicy import OffPolicyAlgorithm, RunnerState
 from bellman.runners.onpolicy_host import env_seed
 
@@ -146,14 +146,13 @@ class HostOffPolicy:
         jax.block_until_ready(self._restart(state, state.obs))
         return time.perf_counter() - start
 
-    def _collect(self, state: RunnerState) -> tuple[RunnerState, dict[str, np.ndarray]]:
+    def _collect(self, state: RunnerState, episodes: HostEpisodes) -> RunnerState:
         """`train_frequency` steps of every env, each stored in D."""
         action_shape = self.spec.action_space.shape
-        episodes, return_sum, length_sum = (np.zeros(self.seeds) for _ in range(3))
+        shaped = lambda x: x.reshape((*self._shape, *x.shape[1:]))
         for _ in range(self.config.train_frequency):
             action = np.asarray(self._action)  # the one transfer from the device per step
             ts = self.envs.step(action.reshape((-1, *action_shape)))
-            shaped = lambda x: x.reshape((*self._shape, *x.shape[1:]))
             state, self._action = self._store_and_act(
                 state,
                 self._action,
@@ -163,37 +162,20 @@ class HostOffPolicy:
                 shaped(ts.final_obs),
                 shaped(ts.obs),
             )
-            ended = ts.info["episode_ended"]
-            if ended.any():
-                seed_of = np.flatnonzero(ended) // self.num_envs
-                np.add.at(episodes, seed_of, 1)
-                np.add.at(return_sum, seed_of, ts.info["episode_return"][ended])
-                np.add.at(length_sum, seed_of, ts.info["episode_length"][ended])
-        totals = {"episodes": episodes, "return_sum": return_sum, "length_sum": length_sum}
-        return state, totals
+            episodes.add(ts.info)
+        return state
 
     def run_chunk(self, state: RunnerState, first_update: int) -> tuple[RunnerState, ChunkResult]:
-        last = min(first_update + self.chunk_updates, self.total_updates)
+        episodes = HostEpisodes(self.seeds, self.num_envs)
         per_update: list[dict[str, Any]] = []
-        totals: dict[str, Any] = {"episodes": 0.0, "return_sum": 0.0, "length_sum": 0.0}
-        for update in range(first_update, last):
-            state, chunk_totals = self._collect(state)
+        for update in range(
+            first_update, min(first_update + self.chunk_updates, self.total_updates)
+        ):
+            state = self._collect(state, episodes)
             state, metrics = self._learn(state, jnp.int32(update + 1))  # after its steps
             state, self._action = self._act(state)  # the next actions, with the new parameters
             per_update.append(metrics)
-            totals = {k: totals[k] + chunk_totals[k] for k in totals}
-        stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *jax.device_get(per_update))
-        count = np.asarray(totals["episodes"], np.float64) * np.ones(self.seeds)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            episode_return = np.where(count > 0, totals["return_sum"] / count, np.nan)
-            episode_length = np.where(count > 0, totals["length_sum"] / count, np.nan)
-        return state, ChunkResult(
-            updates=last - first_update,
-            metrics=reduce_metrics(stacked, np.ones(last - first_update, bool)),
-            episodes=count,
-            episode_return=episode_return,
-            episode_length=episode_length,
-        )
+        return state, episodes.chunk_result(per_update)
 
     def algo_state(self, state: RunnerState) -> Any:
         return state.algo

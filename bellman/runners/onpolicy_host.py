@@ -20,7 +20,7 @@ from bellman.envs.gymnasium_env import GymnasiumVectorEnv
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import Discrete
 from bellman.rollout import Rollout
-from bellman.runners.common import ChunkResult, reduce_metrics, seed_keys
+from bellman.runners.common import ChunkResult, HostEpisodes, seed_keys
 from bellman.runners.onpolicy import OnPolicyAlgorithm
 
 
@@ -128,7 +128,7 @@ class HostOnPolicy:
         jax.block_until_ready(self._learn(state, rollout))
         return time.perf_counter() - start
 
-    def _collect(self, state: HostState) -> tuple[HostState, Rollout, dict[str, np.ndarray]]:
+    def _collect(self, state: HostState, episodes: HostEpisodes) -> tuple[HostState, Rollout]:
         cfg, spec = self.config, self.spec
         t_max, shape = cfg.num_steps, (self.seeds, self.num_envs)
         obs_buf = np.zeros((t_max, *self.obs.shape), self.obs.dtype)
@@ -139,9 +139,6 @@ class HostOnPolicy:
         terminated_buf = np.zeros((t_max, *shape), bool)
         truncated_buf = np.zeros((t_max, *shape), bool)
         infos = []
-        episodes = np.zeros(self.seeds)
-        return_sum = np.zeros(self.seeds)
-        length_sum = np.zeros(self.seeds)
         key = state.key
         for t in range(t_max):
             action, info, key = self._act(state.algo, self.obs, key)
@@ -155,12 +152,7 @@ class HostOnPolicy:
             next_obs_buf[t] = ts.final_obs.reshape(self.obs.shape)
             infos.append(info)
             self.obs = np.asarray(ts.obs).reshape(self.obs.shape)
-            ended = ts.info["episode_ended"]
-            if ended.any():
-                seed_of = np.flatnonzero(ended) // self.num_envs
-                np.add.at(episodes, seed_of, 1)
-                np.add.at(return_sum, seed_of, ts.info["episode_return"][ended])
-                np.add.at(length_sum, seed_of, ts.info["episode_length"][ended])
+            episodes.add(ts.info)
         fields: dict[str, Any] = {
             "obs": obs_buf,
             "action": action_buf,
@@ -170,32 +162,16 @@ class HostOnPolicy:
             "next_obs": next_obs_buf,
             "policy_info": jax.tree.map(lambda *xs: jnp.stack(xs), *infos),
         }
-        rollout = Rollout(**fields)
-        totals = {"episodes": episodes, "return_sum": return_sum, "length_sum": length_sum}
-        return state.replace(key=key), rollout, totals
+        return state.replace(key=key), Rollout(**fields)
 
     def run_chunk(self, state: HostState, first_update: int) -> tuple[HostState, ChunkResult]:
-        last = min(first_update + self.chunk_updates, self.total_updates)
+        episodes = HostEpisodes(self.seeds, self.num_envs)
         per_update: list[dict[str, Any]] = []
-        totals: dict[str, Any] = {"episodes": 0.0, "return_sum": 0.0, "length_sum": 0.0}
-        for _ in range(first_update, last):
-            state, rollout, chunk_totals = self._collect(state)
+        for _ in range(first_update, min(first_update + self.chunk_updates, self.total_updates)):
+            state, rollout = self._collect(state, episodes)
             state, metrics = self._learn(state, rollout)
             per_update.append(metrics)
-            totals = {k: totals[k] + chunk_totals[k] for k in totals}
-        stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *jax.device_get(per_update))
-        count = np.asarray(totals["episodes"], np.float64) * np.ones(self.seeds)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            episode_return = np.where(count > 0, totals["return_sum"] / count, np.nan)
-            episode_length = np.where(count > 0, totals["length_sum"] / count, np.nan)
-        valid = np.ones(last - first_update, bool)
-        return state, ChunkResult(
-            updates=last - first_update,
-            metrics=reduce_metrics(stacked, valid),
-            episodes=count,
-            episode_return=episode_return,
-            episode_length=episode_length,
-        )
+        return state, episodes.chunk_result(per_update)
 
     def algo_state(self, state: HostState) -> Any:
         return state.algo
