@@ -133,15 +133,9 @@ def one_round(steps: int) -> list[dict]:
     return runs
 
 
-def ppo_cartpole(steps: int, repeat: int) -> dict:
-    _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", "ppo-cartpole"])
-    efficiency = json.loads(stdout)
-    rounds = []
-    for i in range(repeat):
-        print(f"round {i + 1} of {repeat}", flush=True)
-        rounds.append(one_round(steps))
-    # per run, the repetition with the shortest compile + train (the least disturbed by the
-    # machine's other load); every repetition is kept in the JSON output
+def best_of(rounds: list[list[dict]]) -> list[dict]:
+    """Per run, the repetition with the shortest compile + train (the least disturbed by the
+    machine's other load); every repetition is kept in the JSON output."""
     runs = []
     for i, first in enumerate(rounds[0]):
         samples = [r[i] for r in rounds]
@@ -151,6 +145,17 @@ def ppo_cartpole(steps: int, repeat: int) -> dict:
         ]
         runs.append(best)
         assert best["run"] == first["run"]
+    return runs
+
+
+def ppo_cartpole(steps: int, repeat: int) -> dict:
+    _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", "ppo-cartpole"])
+    efficiency = json.loads(stdout)
+    rounds = []
+    for i in range(repeat):
+        print(f"round {i + 1} of {repeat}", flush=True)
+        rounds.append(one_round(steps))
+    runs = best_of(rounds)
     flops = efficiency["flops"]["per_env_step"]
     for r in runs:
         r["train_steps_per_s"] = r["steps"] * r["seeds"] / r["train_s"]
@@ -179,8 +184,8 @@ def find(runs: list[dict], prefix: str) -> dict:
     return next(r for r in runs if r["run"].startswith(prefix))
 
 
-def ppo_cartpole_markdown(data: dict) -> str:
-    runs, eff = data["runs"], data["efficiency"]
+def results_table(runs: list[dict]) -> list[str]:
+    """The markdown table of every run of a speed workload."""
     lines = [
         "| run | compile s | train s | compile + train s | whole process s "
         "| env steps/s (all seeds) | efficiency | final return |",
@@ -194,6 +199,12 @@ def ppo_cartpole_markdown(data: dict) -> str:
             f"| {r['run']} | {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['to_trained_s']:.1f} "
             f"| {r['process_s']:.1f} | {r['train_steps_per_s']:,.0f} | {efficiency} | {ret} |"
         )
+    return lines
+
+
+def ppo_cartpole_markdown(data: dict) -> str:
+    runs, eff = data["runs"], data["efficiency"]
+    lines = results_table(runs)
     sb3 = find(runs, "Stable-Baselines3")
     one_cold, one_warm = (
         find(runs, "bellman compiled, 1 seed, cold"),
@@ -292,21 +303,6 @@ def dqn_cartpole_round(steps: int) -> list[dict]:
     return runs
 
 
-def best_of(rounds: list[list[dict]]) -> list[dict]:
-    """Per run, the repetition with the shortest compile + train (the least disturbed by the
-    machine's other load); every repetition is kept in the JSON output."""
-    runs = []
-    for i, first in enumerate(rounds[0]):
-        samples = [r[i] for r in rounds]
-        best = min(samples, key=lambda r: r["compile_s"] + r["train_s"])
-        best["repetitions"] = [
-            {k: r[k] for k in ("compile_s", "train_s", "final_return_mean")} for r in samples
-        ]
-        runs.append(best)
-        assert best["run"] == first["run"]
-    return runs
-
-
 def dqn_cartpole(steps: int, repeat: int) -> dict:
     _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", "dqn-cartpole"])
     efficiency = json.loads(stdout)
@@ -329,19 +325,7 @@ def dqn_cartpole(steps: int, repeat: int) -> dict:
 
 def dqn_cartpole_markdown(data: dict) -> str:
     runs, eff = data["runs"], data["efficiency"]
-    lines = [
-        "| run | compile s | train s | compile + train s | whole process s "
-        "| env steps/s (all seeds) | efficiency | final return |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in runs:
-        efficiency = f"{100 * r['efficiency']:.0f}%" if "efficiency" in r else ""
-        per_seed = ", ".join(f"{v:.0f}" for v in r["final_return_per_seed"])
-        ret = f"{r['final_return_mean']:.1f}" + (f" ({per_seed})" if r["seeds"] > 1 else "")
-        lines.append(
-            f"| {r['run']} | {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['to_trained_s']:.1f} "
-            f"| {r['process_s']:.1f} | {r['train_steps_per_s']:,.0f} | {efficiency} | {ret} |"
-        )
+    lines = results_table(runs)
     one_cold = find(runs, "bellman compiled, 1 seed, cold")
     one_warm = find(runs, "bellman compiled, 1 seed, warm")
     eight_cold = find(runs, "bellman compiled, 8 seeds, cold")
