@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,28 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.Co
         timeout=timeout,
         env={**os.environ, "COLUMNS": "120"},
     )
+
+
+def kill_after_checkpoint(args: list[str], out: Path, min_update: int) -> int:
+    """Start `bellman ARGS --out OUT`, kill it with SIGKILL once a checkpoint at or past update
+    `min_update` exists, and return the newest checkpoint's update."""
+    from bellman.experiment import checkpoint as ckpt
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bellman", *args, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            updates = [u for u, _ in ckpt.list_checkpoints(out / "checkpoints")]
+            if updates and updates[-1] >= min_update:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    return ckpt.list_checkpoints(out / "checkpoints")[-1][0]

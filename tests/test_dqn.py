@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
@@ -24,7 +19,7 @@ from bellman.algos import dqn
 from bellman.envs import probes, registry
 from bellman.experiment import checkpoint as ckpt
 from bellman.ops import losses, targets
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_after_checkpoint, run_cli
 
 # ----- ops -----
 
@@ -202,25 +197,8 @@ def final_state(run_dir: Path) -> dict[str, list[np.ndarray]]:
 
 def test_resume_after_sigkill_continues_with_the_same_replay_memory(tmp_path: Path) -> None:
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bellman", *ARGS, "--out", str(killed)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            updates = [u for u, _ in ckpt.list_checkpoints(killed / "checkpoints")]
-            if updates and updates[-1] >= 1500:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    updates = [u for u, _ in ckpt.list_checkpoints(killed / "checkpoints")]
-    assert 1500 <= updates[-1] < 6000, updates
+    last = kill_after_checkpoint(ARGS, killed, 1500)
+    assert 1500 <= last < 6000, last
     resumed = run_cli("train", "dqn", "--resume", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     uninterrupted = run_cli(*ARGS, "--out", str(whole))

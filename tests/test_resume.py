@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import numpy as np
 
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.policy import open_run
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, kill_after_checkpoint, run_cli
 
 ARGS = [
     "train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--steps", "65536",
@@ -33,26 +32,8 @@ def final_leaves(run_dir: Path) -> list[np.ndarray]:
 
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path) -> None:
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bellman", *ARGS, "--out", str(killed)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    try:
-        # wait for a checkpoint past the first ones, then kill without warning
-        while time.time() < deadline:
-            updates = [u for u, _ in ckpt.list_checkpoints(killed / "checkpoints")]
-            if updates and updates[-1] >= 24:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    updates = [u for u, _ in ckpt.list_checkpoints(killed / "checkpoints")]
-    assert 24 <= updates[-1] < 128, f"killed mid-way, at update {updates[-1]}"
+    last = kill_after_checkpoint(ARGS, killed, 24)  # past the first checkpoints
+    assert 24 <= last < 128, f"killed mid-way, at update {last}"
     assert not (killed / "summary.json").exists()
 
     resumed = run_cli("train", "ppo", "--resume", str(killed), "--quiet")

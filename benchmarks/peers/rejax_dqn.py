@@ -3,16 +3,33 @@ one JSON line (run in rejax's venv).
 
 rejax steps `num_envs` envs and takes `num_epochs` gradient steps per iteration: W2's 128
 gradient steps per 256 env steps become 2 envs and 1 gradient step per iteration (the same
-ratio, spread evenly); its target update counts iterations, and `polyak=0` copies.
+ratio, spread evenly); its target update counts iterations, and `polyak=0` copies. rejax 0.1.3
+builds its Q network with 64x64 hidden layers whatever `agent_kwargs` say, so `DQN256` rebuilds
+it with W2's 256x256.
 """
 
 import argparse
 import json
 import time
 
+import flax.linen as nn
 import jax
 import numpy as np
 from rejax import DQN
+from rejax.networks import DiscreteQNetwork, EpsilonGreedyPolicy
+
+
+class DQN256(DQN):
+    @classmethod
+    def create_agent(cls, config, env, env_params):
+        config.pop("agent", None)
+        config.pop("agent_kwargs", None)
+        agent = EpsilonGreedyPolicy(DiscreteQNetwork)(
+            hidden_layer_sizes=(256, 256),
+            action_dim=env.action_space(env_params).n,
+            activation=nn.relu,
+        )
+        return {"agent": agent}
 
 
 def main() -> None:
@@ -23,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    algo = DQN.create(
+    algo = DQN256.create(
         env="CartPole-v1",
         learning_rate=2.3e-3,
         batch_size=64,
@@ -41,7 +58,6 @@ def main() -> None:
         total_timesteps=args.steps,
         eval_freq=args.steps,  # a single evaluation, at the end
         skip_initial_evaluation=True,
-        agent_kwargs={"activation": "relu", "hidden_layer_sizes": (256, 256)},
     )
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
     train = jax.jit(jax.vmap(algo.train))
