@@ -249,3 +249,10 @@ def test_atari_observations_and_the_nature_preset(tmp_path: Path) -> None:
     assert config["network"] == "nature" and config["clip_rewards"] == 1.0  # the preset
     assert config["learning_starts"] == 200  # flags given win over the preset
     assert run.summary["final_return_mean"] >= 0
+
+
+@pytest.mark.parametrize("env_id", ["RoboParking-v0", "Acrobot-v1", "Maze-v0"])
+def test_dqn_runs_on_the_lectures_and_classic_envs(tmp_path: Path, env_id: str) -> None:
+    run = train(tmp_path, env_id, 2000, **{**QUICK, "learning_starts": 400}, eval_episodes=2)
+    assert run.summary["backend"] == "compiled"
+    assert np.isfinite(run.summary["final_return_mean"])
