@@ -87,11 +87,14 @@ def record_video(trained: TrainedRun, seed: int = 0, seed_index: int = 0) -> Pat
     try:
         obs, _ = env.reset(seed=seed)
         frames.append(env.render())
-        done = False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(policy(obs))
+        while True:
+            obs, _, terminated, truncated, info = env.step(policy(obs))
             frames.append(env.render())
-            done = bool(terminated or truncated)
+            if not (terminated or truncated):
+                continue
+            if info.get("game_over", True):  # Atari: a lost life is not the end of the game
+                break
+            obs, _ = env.reset()
     finally:
         env.close()
     if not frames or frames[0] is None:
