@@ -31,14 +31,14 @@ RUNS = {
     ],
     "lunarlander": [
         (
-            "LunarLander-v3 (gymnasium), --double-q",
+            "LunarLander-v3 (gymnasium), --double-q --anneal-lr",
             [
                 "dqn", "--env", "LunarLander-v3", "--backend", "gymnasium", "--seeds", "3",
                 "--steps", "400000", "--num-envs", "1", "--train-frequency", "4",
                 "--gradient-steps", "4", "--learning-rate", "6.3e-4", "--batch-size", "128",
                 "--buffer-size", "50000", "--learning-starts", "1000",
                 "--target-update-interval", "250", "--exploration-fraction", "0.12",
-                "--exploration-final-eps", "0.1", "--double-q",
+                "--exploration-final-eps", "0.1", "--double-q", "--anneal-lr",
             ],
         )
     ],

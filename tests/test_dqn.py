@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import bellman
@@ -105,6 +106,28 @@ def test_learn_moves_q_toward_the_target_and_updates_the_target_network() -> Non
     after = float(dqn.q_values(config, SPEC, state.params, batch.obs)[0, 1])
     assert abs(1.0 - after) < abs(1.0 - before)
     assert error.shape == (4,) and set(metrics) >= {"loss", "q", "td_abs", "grad_norm"}
+
+
+def test_annealed_step_size_falls_linearly_to_zero() -> None:
+    # 10 envs x 10 steps per phase, learning from step 200 of 1,000: 8 phases x 4 steps = 32
+    config = dqn.DQNConfig(learning_starts=200, anneal_lr=True)
+    assert dqn.total_gradient_steps(config, 1000) == 32
+    batch = batch_of(np.full((4, 4), 0.2), [1, 1, 1, 1], [1.0] * 4, [0.0] * 4, np.zeros((4, 4)))
+    plain = dqn.init(jax.random.PRNGKey(0), dataclasses.replace(config, anneal_lr=False), SPEC, 10)
+    key = jax.random.PRNGKey(1)
+
+    def step_size(state: dqn.DQNState, anneal: bool) -> float:
+        c = dataclasses.replace(config, anneal_lr=anneal)
+        moved = dqn.learn(c, SPEC, state, batch, key)[0].params
+        delta = jax.tree.map(lambda a, b: a - b, moved, state.params)
+        return float(optax.tree.norm(delta))
+
+    full = step_size(plain, anneal=False)
+    assert step_size(plain, anneal=True) == pytest.approx(full, rel=1e-6)  # step 0: all of it
+    quarter = plain.replace(gradient_steps=jnp.asarray(24, jnp.int32))  # 8 of 32 left
+    assert step_size(quarter, anneal=True) == pytest.approx(0.25 * full, rel=1e-4)
+    done = plain.replace(gradient_steps=jnp.asarray(32, jnp.int32))
+    assert step_size(done, anneal=True) == 0.0
 
 
 def test_epsilon_schedule() -> None:

@@ -55,6 +55,9 @@ class DQNConfig:
     """Transitions per gradient step."""
     learning_rate: float = 2.5e-4
     """Adam step size."""
+    anneal_lr: bool = False
+    """Decay the step size linearly to 0 over the run's gradient steps (a steadier final policy
+    where a constant step size keeps the greedy policy oscillating)."""
     adam_eps: float = 1e-8
     """Adam's epsilon (the Atari preset uses 1.5e-4, as the Rainbow paper)."""
     gamma: float = 0.99
@@ -323,6 +326,14 @@ def init(key: jax.Array, config: DQNConfig, spec: EnvSpec, total_updates: int) -
     )
 
 
+def total_gradient_steps(config: DQNConfig, total_steps: int) -> int:
+    """Gradient steps in a run of `total_steps` env steps: `gradient_steps` per learning phase,
+    one phase per `train_frequency` steps of every env once `learning_starts` are stored."""
+    phase = config.num_envs * config.train_frequency
+    learning = max(total_steps - max(config.learning_starts, config.num_envs * config.n_step), 0)
+    return max(1, -(-learning // phase) * config.gradient_steps)
+
+
 def epsilon(config: DQNConfig, total_steps: int, env_step: jax.Array) -> jax.Array:
     """The exploration rate after `env_step` steps: linear from the initial to the final value
     over the first `exploration_fraction` of the run."""
@@ -398,6 +409,9 @@ def learn(
     target = jax.lax.stop_gradient(td_target(config, spec, state, batch))
     grads, aux = jax.grad(loss, has_aux=True)(state.params, config, spec, batch, target)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+    if config.anneal_lr:
+        fraction_left = 1.0 - state.gradient_steps / total_gradient_steps(config, state.total_steps)
+        updates = jax.tree.map(lambda u: u * jnp.maximum(fraction_left, 0.0), updates)
     params = optax.apply_updates(state.params, updates)
     steps = state.gradient_steps + 1
     due = steps % config.target_update_interval == 0
