@@ -29,10 +29,11 @@ from bellman.runners.onpolicy_host import env_seed
 
 def _act(
     algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState
-) -> tuple[RunnerState, jax.Array]:
+) -> tuple[jax.Array, jax.Array]:
+    """The next actions, and the key that replaces `state.key`. Only these come out: a jitted
+    function that returned the state would copy the replay memory into its output."""
     key, act_key = jax.random.split(state.key)
-    action = algo.act(config, spec, state.algo, state.obs, act_key, state.env_steps)
-    return state.replace(key=key), action
+    return key, algo.act(config, spec, state.algo, state.obs, act_key, state.env_steps)
 
 
 def _store_and_act(
@@ -50,7 +51,8 @@ def _store_and_act(
     """Store one step of every env in D, then choose the next actions on `obs`."""
     buffer = buffers.add(state.buffer, action, reward, terminated, truncated, final_obs, obs)
     state = state.replace(buffer=buffer, obs=obs, env_steps=state.env_steps + config.num_envs)
-    return _act(algo, config, spec, state)
+    key, action = _act(algo, config, spec, state)
+    return state.replace(key=key), action
 
 
 def _init(
@@ -96,7 +98,7 @@ class HostOffPolicy:
         self.spec = spec = self.envs.spec
         init = functools.partial(_init, algo, config, spec, total_updates)
         self._init = jax.jit(jax.vmap(init))
-        self._act = jax.jit(jax.vmap(functools.partial(_act, algo, config, spec)))
+        self._next_actions = jax.jit(jax.vmap(functools.partial(_act, algo, config, spec)))
         store = functools.partial(_store_and_act, algo, config, spec)
         self._store_and_act = jax.jit(jax.vmap(store), donate_argnums=0)
         learn = jax.vmap(functools.partial(self._learn_step, algo, config, spec), (0, None))
@@ -106,6 +108,10 @@ class HostOffPolicy:
         self.obs = np.zeros((*self._shape, *spec.obs_shape), spec.obs_dtype)
         self._action: Any = None
         """The actions chosen for `self.obs` (on the device)."""
+
+    def _act(self, state: RunnerState) -> tuple[RunnerState, jax.Array]:
+        key, action = self._next_actions(state)
+        return state.replace(key=key), action
 
     @staticmethod
     def _learn_step(
