@@ -176,6 +176,8 @@ def main() -> None:
                 print("Stable-Baselines3 on ALE/Breakout-v5", flush=True)
                 tag = "Stable-Baselines3, ALE/Breakout-v5"
                 results.append(peer_run(tag, "sb3", "sb3_dqn.py", ATARI_SB3_ARGS))
+            # read again: another group may have been saved meanwhile by another command
+            data = json.loads(saved.read_text()) if saved.exists() else {}
             data[group] = results
             data["machine"] = machine()
             OUT.mkdir(exist_ok=True)
