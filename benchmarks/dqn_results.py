@@ -149,8 +149,8 @@ def markdown(data: dict) -> str:
         lines += [
             "",
             f"Atari Breakout, 50,000 steps, the same settings, in the same command: bellman "
-            f"{s['steps_per_s']:,.0f} env steps/s (acting and learning, observations "
-            f"{s.get('obs_shape', '[4, 84, 84]')} uint8), Stable-Baselines3 {sb3_rate:,.0f} env "
+            f"{s['steps_per_s']:,.0f} env steps/s (acting and learning), Stable-Baselines3 "
+            f"{sb3_rate:,.0f} env "
             f"steps/s: {s['steps_per_s'] / sb3_rate:.2f}x. Final returns (5 games): bellman "
             f"{s['final_return_mean']:.1f}, Stable-Baselines3 {sb3['final_return_mean']:.1f}.",
         ]
