@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,26 +149,31 @@ def best_of(rounds: list[list[dict]]) -> list[dict]:
     return runs
 
 
-def ppo_cartpole(steps: int, repeat: int) -> dict:
-    _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", "ppo-cartpole"])
+def measure(
+    workload: str, play_round: Callable[[int], list[dict]], steps: int, repeat: int
+) -> dict:
+    """`repeat` interleaved rounds, the best of each run, its rates, and for compiled bellman the
+    efficiency against this machine's matmul throughput (measured first, in the same command)."""
+    _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", workload])
     efficiency = json.loads(stdout)
     rounds = []
     for i in range(repeat):
         print(f"round {i + 1} of {repeat}", flush=True)
-        rounds.append(one_round(steps))
+        rounds.append(play_round(steps))
     runs = best_of(rounds)
     flops = efficiency["flops"]["per_env_step"]
     for r in runs:
         r["train_steps_per_s"] = r["steps"] * r["seeds"] / r["train_s"]
         r["to_trained_s"] = r["compile_s"] + r["train_s"]
         if r["library"] == "bellman" and "host" not in r["run"]:
-            limit = efficiency[
-                "matmul_flops_per_s_all_devices"
-                if r["seeds"] > 1
-                else "matmul_flops_per_s_one_device"
-            ]
+            key = "all_devices" if r["seeds"] > 1 else "one_device"
+            limit = efficiency[f"matmul_flops_per_s_{key}"]
             r["efficiency"] = flops * r["train_steps_per_s"] / limit
     return {"efficiency": efficiency, "runs": runs, "repeat": repeat}
+
+
+def ppo_cartpole(steps: int, repeat: int) -> dict:
+    return measure("ppo-cartpole", one_round, steps, repeat)
 
 
 def machine() -> dict:
@@ -309,23 +315,7 @@ def dqn_cartpole_round(steps: int) -> list[dict]:
 
 
 def dqn_cartpole(steps: int, repeat: int) -> dict:
-    _, stdout = timed([sys.executable, str(HERE / "efficiency.py"), "--workload", "dqn-cartpole"])
-    efficiency = json.loads(stdout)
-    rounds = []
-    for i in range(repeat):
-        print(f"round {i + 1} of {repeat}", flush=True)
-        rounds.append(dqn_cartpole_round(steps))
-    runs = best_of(rounds)
-    flops = efficiency["flops"]["per_env_step"]
-    for r in runs:
-        r["train_steps_per_s"] = r["steps"] * r["seeds"] / r["train_s"]
-        r["to_trained_s"] = r["compile_s"] + r["train_s"]
-        if r["library"] == "bellman":
-            key = "all_devices" if r["seeds"] > 1 else "one_device"
-            r["efficiency"] = (
-                flops * r["train_steps_per_s"] / efficiency[f"matmul_flops_per_s_{key}"]
-            )
-    return {"efficiency": efficiency, "runs": runs, "repeat": repeat}
+    return measure("dqn-cartpole", dqn_cartpole_round, steps, repeat)
 
 
 def dqn_cartpole_markdown(data: dict) -> str:
