@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 
@@ -26,3 +27,10 @@ class Rollout(struct.PyTreeNode):
     """s_{t+1}: the true next observation, the final one where an episode ended at t."""
     policy_info: Any
     """What the algorithm's `act` returned besides the action (e.g. log-prob and value)."""
+
+
+def first_episode(done: jax.Array) -> jax.Array:
+    """`[T, B]`: True at the steps of each env's first episode in the rollout (those up to and
+    including its first `done`)."""
+    done = done.astype(jnp.int32)
+    return (jnp.cumsum(done, axis=0) - done) == 0

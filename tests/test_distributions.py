@@ -6,8 +6,9 @@ import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from bellman.distributions import Categorical, DiagGaussian
+from bellman.distributions import Categorical, DiagGaussian, TanhGaussian
 
 
 def test_categorical_matches_distrax() -> None:
@@ -51,3 +52,54 @@ def test_diag_gaussian_samples_have_the_right_moments() -> None:
     samples = np.asarray(dist.sample(jax.random.PRNGKey(3)))
     np.testing.assert_allclose(samples.mean(0), mean, atol=0.03)
     np.testing.assert_allclose(samples.std(0), [0.5, 2.0], rtol=0.02)
+
+
+def test_kl_divergences_match_distrax() -> None:
+    keys = jax.random.split(jax.random.PRNGKey(4), 4)
+    p_logits, q_logits = (jax.random.normal(k, (5, 4)) for k in keys[:2])
+    ours = Categorical(p_logits).kl(Categorical(q_logits))
+    ref = distrax.Categorical(logits=p_logits).kl_divergence(distrax.Categorical(logits=q_logits))
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+    mean_p, mean_q = jax.random.normal(keys[2], (2, 6, 3))
+    log_std_p, log_std_q = jax.random.normal(keys[3], (2, 6, 3)) * 0.5
+    ours = DiagGaussian(mean_p, log_std_p).kl(DiagGaussian(mean_q, log_std_q))
+    ref = distrax.MultivariateNormalDiag(mean_p, jnp.exp(log_std_p)).kl_divergence(
+        distrax.MultivariateNormalDiag(mean_q, jnp.exp(log_std_q))
+    )
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    assert (
+        float(jnp.abs(DiagGaussian(mean_p, log_std_p).kl(DiagGaussian(mean_p, log_std_p))).max())
+        < 1e-6
+    )
+
+
+def tanh_gaussian(scale: float, offset: float) -> tuple[TanhGaussian, distrax.Distribution]:
+    key_mean, key_std = jax.random.split(jax.random.PRNGKey(5))
+    mean = jax.random.normal(key_mean, (6, 2))
+    log_std = jax.random.normal(key_std, (6, 2)) * 0.3 - 0.5
+    ours = TanhGaussian(mean, log_std, jnp.full((6, 2), scale), jnp.full((6, 2), offset))
+    squash = distrax.Chain([distrax.ScalarAffine(shift=offset, scale=scale), distrax.Tanh()])
+    base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+    return ours, distrax.Transformed(base, distrax.Block(squash, 1))
+
+
+def test_tanh_gaussian_log_prob_matches_distrax() -> None:
+    for scale, offset in ((1.0, 0.0), (2.0, 0.0), (0.5, 1.5)):
+        ours, ref = tanh_gaussian(scale, offset)
+        action = ours.sample(jax.random.PRNGKey(6))
+        np.testing.assert_allclose(
+            ours.log_prob(action), ref.log_prob(action), rtol=1e-4, atol=1e-4
+        )
+        assert np.all(np.abs(np.asarray(action) - offset) <= scale)
+        np.testing.assert_allclose(ours.mode(), offset + scale * jnp.tanh(ours.mean), rtol=1e-6)
+
+
+def test_tanh_gaussian_density_integrates_to_one() -> None:
+    # one dimension, on a fine grid of the box [offset - scale, offset + scale]
+    dist = TanhGaussian(
+        jnp.array([[0.7]]), jnp.array([[-0.3]]), jnp.array([[2.0]]), jnp.array([[-1.0]])
+    )
+    grid = jnp.linspace(-3.0 + 1e-5, 1.0 - 1e-5, 200_001)[:, None]
+    density = jnp.exp(jax.vmap(lambda a: dist.log_prob(a[None])[0])(grid))
+    assert float(jnp.trapezoid(density, grid[:, 0])) == pytest.approx(1.0, abs=2e-3)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
 
-from bellman.algos import dqn, ppo, tabular
+from bellman.algos import a2c, dqn, ppo, reinforce, tabular
 from bellman.errors import UnknownNameError, closest
 
 
@@ -19,7 +19,9 @@ class AlgoInfo:
     `evaluation_action` (the policy a run's return is reported for, when not `greedy`),
     `values_and_policy` (a finite env's value table and greedy policy, plotted after training),
     `PRESETS` (named sets of config fields, `--preset`) and `preset_for` (the preset an env
-    gets when none is named), and `epsilon` (an exploration schedule, logged)."""
+    gets when none is named), `fit_to_env` (settings that follow from the env, e.g. a rollout
+    as long as its time limit), `EPISODIC` (rollouts of whole episodes from fresh resets), and
+    `epsilon` (an exploration schedule, logged)."""
     family: Literal["on_policy", "off_policy"]
     """Which runners drive it: rollout -> learn, or act -> store -> sample -> learn."""
     summary: str
@@ -37,7 +39,19 @@ def _tabular(method: str, summary: str) -> AlgoInfo:
 
 ALGOS: dict[str, AlgoInfo] = {
     "ppo": AlgoInfo(
-        "ppo", ppo, "on_policy", "Proximal Policy Optimization, clipped objective (2017)"
+        "ppo",
+        ppo,
+        "on_policy",
+        "Proximal Policy Optimization (Schulman et al., 2017), clipped or adaptive-KL objective",
+    ),
+    "a2c": AlgoInfo(
+        "a2c", a2c, "on_policy", "synchronous advantage actor-critic (Mnih et al., 2016)"
+    ),
+    "reinforce": AlgoInfo(
+        "reinforce",
+        reinforce,
+        "on_policy",
+        "Monte-Carlo policy gradient (Williams, 1992); reward-to-go and baselines as options",
     ),
     "dqn": AlgoInfo(
         "dqn",

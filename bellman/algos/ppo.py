@@ -1,4 +1,5 @@
-"""Proximal Policy Optimization with the clipped surrogate objective (Schulman et al., 2017).
+"""Proximal Policy Optimization (Schulman et al., 2017): the clipped surrogate objective, or the
+adaptive KL penalty (`objective="kl"`).
 
 The paper's Algorithm 1, as the on-policy runners drive it:
 
@@ -9,16 +10,21 @@ The paper's Algorithm 1, as the on-policy runners drive it:
           with minibatch size M <= N T
         theta_old <- theta                                  -> the next rollout uses the new state
 
-Discrete actions use a categorical policy; continuous actions a diagonal Gaussian with a learned,
-state-independent log standard deviation (actions are clipped to the env's bounds when sent to the
-env, and the unclipped sample is what is learned from).
+The adaptive KL penalty (the paper's section 4) replaces L^CLIP by
+L^KLPEN = E[w A - beta KL[pi_old(.|s) || pi(.|s)]] and, after each update's epochs,
+    d = E[KL[pi_old || pi]];  d < d_targ / 1.5: beta <- beta / 2;  d > 1.5 d_targ: beta <- 2 beta
+(`learn`, line 5, `adapt_kl_coefficient`).
+
+The networks and action distributions are `bellman.policies`': categorical for discrete actions;
+for continuous ones a diagonal Gaussian with a learned state-independent log standard deviation,
+or its tanh-squashed form (`squash`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +33,8 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from bellman import config as cfg
-from bellman.distributions import Categorical, DiagGaussian
-from bellman.envs.spaces import Box, Discrete, EnvSpec, describe
-from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, MLP, obs_features
+from bellman import policies
+from bellman.envs.spaces import EnvSpec
 from bellman.ops import normalization
 from bellman.ops.returns import generalized_advantage_estimation
 from bellman.rollout import Rollout
@@ -58,8 +62,14 @@ class PPOConfig:
     """Discount factor."""
     gae_lambda: float = 0.95
     """GAE's lambda: 0 is the one-step TD error, 1 the Monte-Carlo return."""
+    objective: Literal["clip", "kl"] = "clip"
+    """The surrogate: `clip` (L^CLIP, the paper's eq. 7) or `kl` (the adaptive KL penalty)."""
     clip_eps: float = 0.2
-    """Clip range epsilon of the probability ratio in L^CLIP."""
+    """Clip range epsilon of the probability ratio in L^CLIP (and of the value loss)."""
+    kl_target: float = 0.01
+    """d_targ of the KL penalty: beta halves below d_targ / 1.5 and doubles above 1.5 d_targ."""
+    kl_beta: float = 1.0
+    """The KL penalty's initial coefficient beta."""
     ent_coef: float = 0.01
     """Weight c2 of the entropy bonus S."""
     vf_coef: float = 0.5
@@ -73,12 +83,17 @@ class PPOConfig:
     L^VF = max((V - V_targ)^2, (V_old + clip(V - V_old, -eps, eps) - V_targ)^2)."""
     normalize_obs: bool = False
     """Standardise observations with running statistics (kept in checkpoints, used to evaluate)."""
+    normalize_reward: bool = False
+    """Divide rewards by the running standard deviation of the discounted return (learning only;
+    returns are reported unscaled)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of the critic (separate networks)."""
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "tanh"
     """Activation of the hidden layers."""
     init_log_std: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions only)."""
+    squash: bool = False
+    """Squash the Gaussian's sample with tanh into the action bounds (continuous actions only)."""
 
     @property
     def batch_size(self) -> int:
@@ -102,33 +117,71 @@ class PPOConfig:
         cfg.require(self.adam_eps > 0, "adam_eps must be positive")
         cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
         cfg.require(0 <= self.gae_lambda <= 1, "gae_lambda must lie in [0, 1]")
+        cfg.require(self.objective in ("clip", "kl"), "objective must be clip or kl")
         cfg.require(self.clip_eps > 0, "clip_eps must be positive")
+        cfg.require(self.kl_target > 0, "kl_target must be positive")
+        cfg.require(self.kl_beta > 0, "kl_beta must be positive")
         cfg.require(self.ent_coef >= 0, "ent_coef must not be negative")
         cfg.require(self.vf_coef >= 0, "vf_coef must not be negative")
         cfg.require(self.max_grad_norm > 0, "max_grad_norm must be positive")
-        cfg.require(
-            len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-            "hidden_sizes must be one or more positive widths",
-        )
-        cfg.require(self.activation in ACTIVATIONS, f"unknown activation '{self.activation}'")
+        policies.validate(self)
 
 
 Config = PPOConfig
 DEFAULT_STEPS = 500_000
 
+MUJOCO_PRESET: dict[str, Any] = {
+    "num_envs": 1,
+    "num_steps": 2048,
+    "num_epochs": 10,
+    "num_minibatches": 32,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_eps": 0.2,
+    "ent_coef": 0.0,
+    "normalize_obs": True,
+    "normalize_reward": True,
+}
+"""The PPO paper's MuJoCo settings (its table 3): 2048 steps of one env, 10 epochs, minibatches
+of 64, Adam 3e-4, gamma 0.99, lambda 0.95, clip 0.2, no entropy bonus; with OpenAI Baselines'
+observation and reward normalisation and linear step-size decay (ppo2's MuJoCo defaults)."""
+
+PENDULUM_PRESET: dict[str, Any] = {
+    "num_envs": 8,
+    "num_steps": 256,
+    "num_epochs": 10,
+    "num_minibatches": 16,
+    "learning_rate": 1e-3,
+    "gamma": 0.95,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.0,
+    "normalize_obs": True,
+    "normalize_reward": True,
+}
+"""Pendulum-v1: short horizon (gamma 0.95, its reward is dense), 10 epochs on 2048-step
+rollouts of 8 envs, normalised observations and rewards."""
+
+PRESETS: dict[str, dict[str, Any]] = {"mujoco": MUJOCO_PRESET, "pendulum": PENDULUM_PRESET}
+
+MUJOCO_ENVS = (
+    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
+    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
+)  # fmt: skip
+
+
+def preset_for(spec: EnvSpec) -> str | None:
+    """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1; none
+    otherwise (the defaults suit CartPole)."""
+    name = spec.id.split("-")[0]
+    if name in MUJOCO_ENVS:
+        return "mujoco"
+    return "pendulum" if name == "Pendulum" else None
+
 
 def check_env(config: PPOConfig, spec: EnvSpec) -> None:
     """Raise EnvError if PPO cannot act in the env."""
-    if not isinstance(spec.action_space, Discrete | Box):
-        raise EnvError(
-            f"ppo cannot handle the action space {describe(spec.action_space)} of "
-            f"'{spec.id}'; it handles Discrete and Box actions"
-        )
-    if config.normalize_obs and spec.num_states is not None:
-        raise EnvError(
-            f"--normalize-obs does not apply to '{spec.id}': its observations are state indices "
-            "(the networks see them one-hot)"
-        )
+    policies.check_env("ppo", config, spec)
 
 
 class PolicyInfo(struct.PyTreeNode):
@@ -143,6 +196,9 @@ class PPOState(struct.PyTreeNode):
     opt_state: optax.OptState
     """Adam's moments, over the parameters raveled into one vector."""
     obs_stats: normalization.RunningMeanStd
+    reward_scaler: normalization.RewardScaler
+    kl_beta: jax.Array
+    """The KL penalty's coefficient beta (adapted after every update; `objective="kl"`)."""
     updates: jax.Array
     """Updates (rollouts learned from) so far."""
     total_updates: int = struct.field(pytree_node=False)
@@ -158,15 +214,8 @@ class Batch(struct.PyTreeNode):
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
-
-
-def _networks(config: PPOConfig, spec: EnvSpec) -> tuple[MLP, MLP]:
-    space = spec.action_space
-    assert isinstance(space, Discrete | Box)
-    out = space.n if isinstance(space, Discrete) else space.size
-    actor = MLP(config.hidden_sizes, out, config.activation, out_scale=0.01)
-    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0)
-    return actor, critic
+    old_policy: Any = None
+    """pi_old(. | s) (a distribution pytree) for the KL penalty; None with the clipped one."""
 
 
 def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
@@ -181,51 +230,25 @@ def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
 
 
 def init(key: jax.Array, config: PPOConfig, spec: EnvSpec, total_updates: int) -> PPOState:
-    """Fresh networks, optimiser and observation statistics for one seed."""
-    actor_key, critic_key = jax.random.split(key)
-    actor, critic = _networks(config, spec)
-    dummy = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
-    features = obs_features(dummy, spec)
-    params: dict[str, Any] = {
-        "actor": actor.init(actor_key, features),
-        "critic": critic.init(critic_key, features),
-    }
-    if isinstance(spec.action_space, Box):
-        params["log_std"] = jnp.full(spec.action_space.shape, config.init_log_std, jnp.float32)
+    """Fresh networks, optimiser and normalisation statistics for one seed."""
+    params = policies.init(key, config, spec)
     return PPOState(
         params=params,
         opt_state=_optimizer(config).init(ravel_pytree(params)[0]),
         obs_stats=normalization.RunningMeanStd.create(spec.obs_shape),
+        reward_scaler=normalization.RewardScaler.create(config.num_envs),
+        kl_beta=jnp.asarray(config.kl_beta, jnp.float32),
         updates=jnp.zeros((), jnp.int32),
         total_updates=total_updates,
     )
 
 
 def _features(config: PPOConfig, spec: EnvSpec, state: PPOState, obs: jax.Array) -> jax.Array:
-    if config.normalize_obs:
-        obs = normalization.normalize(state.obs_stats, obs)
-    return obs_features(obs, spec)
+    return policies.features(config, spec, state.obs_stats, obs)
 
 
-def policy(
-    config: PPOConfig, spec: EnvSpec, params: dict[str, Any], features: jax.Array
-) -> Categorical | DiagGaussian:
-    """pi_theta(. | s) for a batch of features."""
-    actor, _ = _networks(config, spec)
-    out = cast(jax.Array, actor.apply(params["actor"], features))
-    space = spec.action_space
-    if isinstance(space, Discrete):
-        return Categorical(out)
-    mean = out.reshape((*out.shape[:-1], *space.shape))
-    return DiagGaussian(mean, jnp.broadcast_to(params["log_std"], mean.shape))
-
-
-def value(
-    config: PPOConfig, spec: EnvSpec, params: dict[str, Any], features: jax.Array
-) -> jax.Array:
-    """V_phi(s) for a batch of features."""
-    _, critic = _networks(config, spec)
-    return cast(jax.Array, critic.apply(params["critic"], features))[..., 0]
+policy = policies.policy
+value = policies.value
 
 
 def act(
@@ -249,18 +272,30 @@ def greedy(config: PPOConfig, spec: EnvSpec, state: PPOState, obs: jax.Array) ->
 
 
 def loss(
-    params: dict[str, Any], config: PPOConfig, spec: EnvSpec, batch: Batch
+    params: dict[str, Any],
+    config: PPOConfig,
+    spec: EnvSpec,
+    batch: Batch,
+    kl_beta: jax.Array | float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """-(L^CLIP - c1 L^VF + c2 S) on a minibatch (the paper's eq. 9, to minimise)."""
+    """-(L^CLIP - c1 L^VF + c2 S) on a minibatch (the paper's eq. 9, to minimise), or with
+    L^KLPEN in place of L^CLIP when `objective="kl"`."""
     dist = policy(config, spec, params, batch.obs)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
     advantage = batch.advantage
     if config.normalize_advantages:
         advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-    # L^CLIP = E[min(w A, clip(w, 1 - eps, 1 + eps) A)]  (eq. 7)
-    clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-    policy_loss = -jnp.mean(jnp.minimum(ratio * advantage, clipped_ratio * advantage))
+    metrics: dict[str, jax.Array] = {}
+    if config.objective == "kl":
+        # L^KLPEN = E[w A - beta KL[pi_old(.|s) || pi(.|s)]]  (eq. 8)
+        kl = batch.old_policy.kl(dist).mean()
+        policy_loss = -jnp.mean(ratio * advantage) + kl_beta * kl
+        metrics["kl"] = kl
+    else:
+        # L^CLIP = E[min(w A, clip(w, 1 - eps, 1 + eps) A)]  (eq. 7)
+        clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+        policy_loss = -jnp.mean(jnp.minimum(ratio * advantage, clipped_ratio * advantage))
     # L^VF = (V(s) - V_target)^2
     v = value(config, spec, params, batch.obs)
     value_loss = (v - batch.target) ** 2
@@ -270,7 +305,7 @@ def loss(
     value_loss = value_loss.mean()
     entropy = dist.entropy().mean()
     total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    metrics = {
+    metrics |= {
         "policy_loss": policy_loss,
         "value_loss": value_loss,
         "entropy": entropy,
@@ -286,16 +321,23 @@ def _minibatch_step(
     spec: EnvSpec,
     unravel: Callable[[jax.Array], dict[str, Any]],
     learning_rate: jax.Array,
+    kl_beta: jax.Array,
     carry: tuple[jax.Array, optax.OptState],
     batch: Batch,
 ) -> tuple[tuple[jax.Array, optax.OptState], dict[str, jax.Array]]:
     """One gradient step on the raveled parameters `carry[0]`."""
     flat_params, opt_state = carry
-    objective = lambda p: loss(unravel(p), config, spec, batch)
+    objective = lambda p: loss(unravel(p), config, spec, batch, kl_beta)
     grads, metrics = jax.grad(objective, has_aux=True)(flat_params)
     direction, opt_state = _optimizer(config).update(grads, opt_state, flat_params)
     metrics["grad_norm"] = jnp.sqrt(jnp.sum(grads**2))
     return (flat_params - learning_rate * direction, opt_state), metrics
+
+
+def adapt_kl_coefficient(kl_beta: jax.Array, kl: jax.Array, kl_target: float) -> jax.Array:
+    """The paper's rule: halve beta if d < d_targ / 1.5, double it if d > 1.5 d_targ."""
+    halved = jnp.where(kl < kl_target / 1.5, kl_beta / 2.0, kl_beta)
+    return jnp.where(kl > kl_target * 1.5, kl_beta * 2.0, halved)
 
 
 def learn(
@@ -304,11 +346,17 @@ def learn(
     """One PPO iteration on a rollout `[T, B]` collected with the current parameters."""
     obs = _features(config, spec, state, rollout.obs)
     next_obs = _features(config, spec, state, rollout.next_obs)
+    reward, reward_scaler = rollout.reward, state.reward_scaler
+    if config.normalize_reward:
+        done = jnp.logical_or(rollout.terminated, rollout.truncated)
+        reward_scaler, reward = normalization.scale_rewards(
+            reward_scaler, reward, done, config.gamma
+        )
 
     # line 3: advantages with GAE(lambda); V(s_{t+1}) is the value of the true next state
     v_t, v_tp1 = value(config, spec, state.params, jnp.stack([obs, next_obs]))
     advantage = generalized_advantage_estimation(
-        rollout.reward,
+        reward,
         v_t,
         v_tp1,
         rollout.terminated,
@@ -326,6 +374,8 @@ def learn(
         advantage=flat(advantage),
         target=flat(target),
     )
+    if config.objective == "kl":
+        batch = batch.replace(old_policy=policy(config, spec, state.params, batch.obs))
 
     # line 4: K epochs of minibatch gradient steps on the surrogate objective
     fraction_left = 1.0 - state.updates / state.total_updates
@@ -341,7 +391,9 @@ def learn(
         order = jnp.argsort(jax.random.bits(epoch_key, (config.batch_size,)))
         shape = (config.num_minibatches, config.minibatch_size)
         minibatches = jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), batch)
-        step = lambda c, b: _minibatch_step(config, spec, unravel, learning_rate, c, b)
+        step = lambda c, b: _minibatch_step(
+            config, spec, unravel, learning_rate, state.kl_beta, c, b
+        )
         return jax.lax.scan(step, carry, minibatches)
 
     (flat_params, opt_state), metrics = jax.lax.scan(
@@ -354,10 +406,25 @@ def learn(
         jnp.var(batch.target) + 1e-8
     )
 
+    # line 5 (KL penalty): d = E[KL[pi_old || pi]] over the whole rollout, then adapt beta
+    kl_beta = state.kl_beta
+    if config.objective == "kl":
+        d = batch.old_policy.kl(policy(config, spec, params, batch.obs)).mean()
+        metrics["kl_beta"] = state.kl_beta
+        metrics["kl"] = d
+        kl_beta = adapt_kl_coefficient(state.kl_beta, d, config.kl_target)
+    if config.normalize_reward:
+        metrics["reward_scale"] = jnp.sqrt(reward_scaler.stats.var + 1e-8)
+
     obs_stats = state.obs_stats
     if config.normalize_obs:
         obs_stats = normalization.update(obs_stats, rollout.obs)
     new_state = state.replace(
-        params=params, opt_state=opt_state, obs_stats=obs_stats, updates=state.updates + 1
+        params=params,
+        opt_state=opt_state,
+        obs_stats=obs_stats,
+        reward_scaler=reward_scaler,
+        kl_beta=kl_beta,
+        updates=state.updates + 1,
     )
     return new_state, metrics

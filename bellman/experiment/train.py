@@ -431,6 +431,8 @@ def train(
     )
     algo_config.validate()
     info.module.check_env(algo_config, resolved.spec)
+    if hasattr(info.module, "fit_to_env"):
+        algo_config = info.module.fit_to_env(algo_config, resolved.spec)
     budget = settings.steps or info.module.DEFAULT_STEPS
     steps_per_update = algo_config.num_envs * algo_config.num_steps
     plan = Plan.make(settings, budget, steps_per_update)

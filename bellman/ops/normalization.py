@@ -45,3 +45,46 @@ def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0) -> jax.Ar
     """(x - mean) / sqrt(var + 1e-8), clipped to [-clip, clip]."""
     z = (x.astype(jnp.float32) - stats.mean) / jnp.sqrt(stats.var + 1e-8)
     return jnp.clip(z, -clip, clip)
+
+
+class RewardScaler(struct.PyTreeNode):
+    """Reward scaling as in OpenAI Baselines' VecNormalize: rewards are divided by the running
+    standard deviation of the discounted return, accumulated per env."""
+
+    stats: RunningMeanStd
+    """Statistics of the discounted returns seen so far (a scalar)."""
+    discounted_return: jax.Array
+    """`[B]` each env's discounted return of its current episode so far."""
+
+    @classmethod
+    def create(cls, num_envs: int) -> RewardScaler:
+        return cls(RunningMeanStd.create(()), jnp.zeros((num_envs,), jnp.float32))
+
+
+def scale_rewards(
+    scaler: RewardScaler,
+    reward: jax.Array,
+    done: jax.Array,
+    gamma: float,
+    clip: float = 10.0,
+) -> tuple[RewardScaler, jax.Array]:
+    """Scale a rollout's rewards `[T, B]`; `done` `[T, B]` ends an env's episode after step t.
+
+    R_t = gamma R_{t-1} + r_t (R restarts at 0 after an episode ends); the statistics take in the
+    rollout's R_t, then r_t / sqrt(Var[R] + 1e-8) is returned, clipped to [-clip, clip].
+    """
+
+    def accumulate(
+        running: jax.Array, step: tuple[jax.Array, jax.Array]
+    ) -> tuple[jax.Array, jax.Array]:
+        r, ended = step
+        running = gamma * running + r
+        return jnp.where(ended, 0.0, running), running
+
+    returns: jax.Array
+    running, returns = jax.lax.scan(
+        accumulate, scaler.discounted_return, (reward.astype(jnp.float32), done)
+    )
+    stats = update(scaler.stats, returns)
+    scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+    return RewardScaler(stats, running), scaled

@@ -15,7 +15,7 @@ from flax import struct
 
 from bellman.envs.core import JaxEnv
 from bellman.envs.spaces import EnvSpec
-from bellman.rollout import Rollout
+from bellman.rollout import Rollout, first_episode
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
 
@@ -61,11 +61,20 @@ def init_state(
 def rollout(
     algo: OnPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState
 ) -> tuple[RunnerState, Rollout, EpisodeTotals]:
-    """Run the current policy for `config.num_steps` steps in every env."""
+    """Run the current policy for `config.num_steps` steps in every env.
+
+    For an `EPISODIC` algorithm (REINFORCE) every env is reset first, and only each env's first
+    episode is counted in the returned totals (the one the algorithm learns from).
+    """
+    episodic = getattr(algo, "EPISODIC", False)
+    if episodic:
+        key, reset_key = jax.random.split(state.key)
+        env_state, ts = jax.vmap(env.reset)(jax.random.split(reset_key, config.num_envs))
+        state = state.replace(env_state=env_state, obs=ts.obs, key=key)
 
     def env_step(
         state: RunnerState, keys: jax.Array
-    ) -> tuple[RunnerState, tuple[Rollout, EpisodeTotals]]:
+    ) -> tuple[RunnerState, tuple[Rollout, tuple[jax.Array, jax.Array, jax.Array]]]:
         act_key, step_keys = keys[0], keys[1:]
         action, policy_info = algo.act(config, env.spec, state.algo, state.obs, act_key)
         env_state, ts = jax.vmap(env.step)(step_keys, state.env_state, env_action(env.spec, action))
@@ -78,14 +87,19 @@ def rollout(
             next_obs=ts.final_obs,
             policy_info=policy_info,
         )
-        totals = EpisodeTotals.of_step(ts.done, ts.info)
-        return state.replace(env_state=env_state, obs=ts.obs), (transition, totals)
+        ended = (ts.done, ts.info["episode_return"], ts.info["episode_length"])
+        return state.replace(env_state=env_state, obs=ts.obs), (transition, ended)
 
     # all of the rollout's keys at once: one for acting and one per env, at every step
     key, rollout_key = jax.random.split(state.key)
     keys = jax.random.split(rollout_key, (config.num_steps, 1 + config.num_envs))
-    state, (batch, totals) = jax.lax.scan(env_step, state.replace(key=key), keys)
-    return state, batch, jax.tree.map(jnp.sum, totals)
+    ended: tuple[jax.Array, jax.Array, jax.Array]
+    state, (batch, ended) = jax.lax.scan(env_step, state.replace(key=key), keys)
+    done, episode_return, episode_length = ended
+    if episodic:
+        done = jnp.logical_and(done, first_episode(done))
+    info = {"episode_return": episode_return, "episode_length": episode_length}
+    return state, batch, EpisodeTotals.of_step(done, info)
 
 
 def update(

@@ -128,8 +128,14 @@ class HostOnPolicy:
         jax.block_until_ready(self._learn(state, rollout))
         return time.perf_counter() - start
 
-    def _collect(self, state: HostState, episodes: HostEpisodes) -> tuple[HostState, Rollout]:
+    def _collect(
+        self, state: HostState, episodes: HostEpisodes, update: int
+    ) -> tuple[HostState, Rollout]:
         cfg, spec = self.config, self.spec
+        episodic = getattr(self.algo, "EPISODIC", False)
+        if episodic:  # fresh episodes for every rollout; only each env's first one is counted
+            self._reset_envs(update)
+            counted = np.ones(self.envs.num_envs, bool)
         t_max, shape = cfg.num_steps, (self.seeds, self.num_envs)
         obs_buf = np.zeros((t_max, *self.obs.shape), self.obs.dtype)
         next_obs_buf = np.zeros_like(obs_buf)
@@ -152,7 +158,12 @@ class HostOnPolicy:
             next_obs_buf[t] = ts.final_obs.reshape(self.obs.shape)
             infos.append(info)
             self.obs = np.asarray(ts.obs).reshape(self.obs.shape)
-            episodes.add(ts.info)
+            if episodic:
+                ended = ts.info["episode_ended"] & counted
+                counted &= ~ended
+                episodes.add({**ts.info, "episode_ended": ended})
+            else:
+                episodes.add(ts.info)
         fields: dict[str, Any] = {
             "obs": obs_buf,
             "action": action_buf,
@@ -167,8 +178,10 @@ class HostOnPolicy:
     def run_chunk(self, state: HostState, first_update: int) -> tuple[HostState, ChunkResult]:
         episodes = HostEpisodes(self.seeds, self.num_envs)
         per_update: list[dict[str, Any]] = []
-        for _ in range(first_update, min(first_update + self.chunk_updates, self.total_updates)):
-            state, rollout = self._collect(state, episodes)
+        for update in range(
+            first_update, min(first_update + self.chunk_updates, self.total_updates)
+        ):
+            state, rollout = self._collect(state, episodes, update)
             state, metrics = self._learn(state, rollout)
             per_update.append(metrics)
         return state, episodes.chunk_result(per_update)
