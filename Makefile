@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,atari,box2d]"
+	$(BIN)/pip install --quiet -e ".[dev,atari,box2d,mujoco]"
 	touch $@
 
 install: $(VENV)/.installed

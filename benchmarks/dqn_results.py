@@ -184,7 +184,12 @@ def main() -> None:
             saved.write_text(json.dumps(data, indent=2))
     if data.get("minatar"):
         minatar_plot(data["minatar"][0], HERE / "dqn_minatar_breakout.png")
-    write_section("dqn-results", markdown(data), data["machine"])
+    write_section(
+        "dqn-results",
+        markdown(data),
+        data["machine"],
+        "python benchmarks/dqn_results.py [--only ...]",
+    )
     print(markdown(data))
 
 

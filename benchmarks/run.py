@@ -41,6 +41,7 @@ PEER_VENVS = {
         ["torch==2.13.0"],
         ["stable-baselines3==2.9.2", "gymnasium[classic-control]>=1.3,<1.4"],
         ["ale-py>=0.12,<0.13", "opencv-python-headless>=4.9,<5"],
+        ["gymnasium[mujoco]>=1.3,<1.4", "mujoco>=3.3,<3.16"],
     ],
     # rejax 0.1.3 expects gymnax's old 5-tuple step, so it gets gymnax 0.0.9 in its own venv
     "rejax": [["rejax==0.1.3", "jax==0.10.2", "jaxlib==0.10.2", "gymnax==0.0.9"]],
@@ -256,12 +257,15 @@ def ppo_cartpole_markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str, meta: dict) -> None:
+def write_section(name: str, body: str, meta: dict, command: str | None = None) -> None:
+    """Replace (or append) RESULTS.md's section `name`; `command` is what produced it (by
+    default this script's workload of that name)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    command = command or f"python benchmarks/run.py --workload {name}"
     header = (
         f"Measured {meta['date']} on {meta['cores']} cores ({meta['cpu']}), Python "
         f"{meta['python']}, load average before the run {meta['load_before'][0]:.2f}; "
-        f"`python benchmarks/run.py --workload {name}`."
+        f"`{command}`."
     )
     block = f"{start}\n{header}\n\n{body}\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"

@@ -284,3 +284,23 @@ def test_gaussian_policies_find_the_best_continuous_action(module, updates, over
     algo = jax.tree.map(lambda x: x[0], state.algo)
     action = float(module.greedy(config, env.spec, algo, jnp.ones((1, 1)))[0, 0])
     assert action == pytest.approx(0.5, abs=0.1)
+
+
+def test_ppo_trains_on_mujoco_with_the_papers_preset(tmp_path: Path) -> None:
+    run = bellman.train(
+        "ppo",
+        env="HalfCheetah-v5",
+        steps=4096,
+        out=tmp_path / "run",
+        progress=False,
+        evals=0,
+        eval_episodes=1,
+    )
+    assert run.summary["backend"] == "gymnasium"
+    config = open_run(tmp_path / "run").config
+    assert (config.num_envs, config.num_steps, config.num_epochs) == (1, 2048, 10)
+    assert config.batch_size // config.num_minibatches == 64
+    assert config.normalize_obs and config.normalize_reward
+    assert float(run.algo_state.obs_stats.count[0]) == pytest.approx(4096, abs=1e-2)
+    assert run.algo_state.params["log_std"].shape == (1, 6)
+    assert np.isfinite(run.final_return)
