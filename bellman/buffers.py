@@ -18,13 +18,16 @@ eight times that.
 
 Sampling draws transitions whose whole story is still in the ring (its n steps acted on, its
 frames not overwritten) uniformly, or in proportion to priority^alpha (Schaul et al., 2016) with
-importance-sampling weights, drawn exactly by `draw` (one pass of sums over the ring per draw, a
-small fraction of the gradient step it feeds).
+importance-sampling weights. Uniform draws are by rejection: slots drawn uniformly from those ever
+written, the few that cannot be sampled (an episode's final observation, the newest slot) drawn
+again, so a draw costs the same with a 1,000,000-slot ring as with a small one. Prioritised draws
+are exact draws by `draw` (one pass of sums over the ring per draw).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +58,8 @@ class ReplayBuffer(struct.PyTreeNode):
     """`[]` the largest priority so far, given to new transitions."""
     head: jax.Array
     """`[E]` the slot of each env's newest observation (the one to act on next)."""
+    filled: jax.Array
+    """`[E]` slots written so far (at most C): slots beyond them have never held anything."""
     added: jax.Array
     """`[]` steps added so far (per env)."""
     keep: int = struct.field(pytree_node=False, default=1)
@@ -116,6 +121,7 @@ def init(
         priority=jnp.zeros((num_envs, c), jnp.float32),
         max_priority=jnp.ones((), jnp.float32),
         head=jnp.zeros((num_envs,), jnp.int32),
+        filled=jnp.zeros((num_envs,), jnp.int32),
         added=jnp.zeros((), jnp.int32),
         keep=transitions_per_env(buffer_size, num_envs),
         frame_stack=frame_stack,
@@ -138,6 +144,7 @@ def start(buffer: ReplayBuffer, obs: jax.Array) -> ReplayBuffer:
         acted=buffer.acted.at[e, slot].set(False),
         priority=buffer.priority.at[e, slot].set(0.0),
         head=slot,
+        filled=jnp.maximum(buffer.filled, slot + 1),
     )
 
 
@@ -171,26 +178,26 @@ def add(
     reached, reset = (p + 1) % c, (p + 2) % c
     reached_frame = _newest_frame(buffer, final_obs)
     reset_frame = _newest_frame(buffer, next_obs)
-    keep = lambda array, value: jnp.where(
-        done.reshape(done.shape + (1,) * (value.ndim - 1)), value, array
-    )
-    frames = buffer.frames.at[e, reached].set(reached_frame)
-    frames = frames.at[e, reset].set(keep(frames[e, reset], reset_frame))
+
+    second = jnp.where(done, reset, reached)
+
+    def write(x: jax.Array, at_reached: Any, at_reset: Any) -> jax.Array:
+        """x with `at_reached` in slot p+1 and, where the episode ended, `at_reset` in slot p+2
+        (elsewhere slot p+1 is written twice). Nothing is read from x: a read of x around the
+        writes makes XLA copy the whole ring."""
+        x = x.at[e, reached].set(at_reached)
+        shape = done.shape + (1,) * (x.ndim - 2)
+        at_reached, at_reset = jnp.asarray(at_reached), jnp.asarray(at_reset)
+        return x.at[e, second].set(jnp.where(done.reshape(shape), at_reset, at_reached))
+
+    head = second
     return buffer.replace(
-        frames=frames,
-        acted=buffer.acted.at[e, reached]
-        .set(False)
-        .at[e, reset]
-        .set(jnp.where(done, False, buffer.acted[e, reset])),
-        start=buffer.start.at[e, reached]
-        .set(False)
-        .at[e, reset]
-        .set(jnp.where(done, True, buffer.start[e, reset])),
-        priority=buffer.priority.at[e, reached]
-        .set(0.0)
-        .at[e, reset]
-        .set(jnp.where(done, 0.0, buffer.priority[e, reset])),
-        head=jnp.where(done, reset, reached),
+        frames=write(buffer.frames, reached_frame, reset_frame),
+        acted=write(buffer.acted, False, False),
+        start=write(buffer.start, False, True),
+        priority=write(buffer.priority, 0.0, 0.0),
+        head=head,
+        filled=jnp.maximum(buffer.filled, head + 1),
         added=buffer.added + 1,
     )
 
@@ -216,6 +223,47 @@ def sampleable(buffer: ReplayBuffer, n_step: int) -> jax.Array:
     newest = buffer.acted_at >= buffer.added - buffer.keep
     age = (jnp.arange(c)[None, :] - buffer.head[:, None] - 1) % c
     return ok & newest & (age >= buffer.frame_stack - 1)
+
+
+def sampleable_at(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array, n_step: int) -> jax.Array:
+    """`sampleable(buffer, n_step)` at the slots (env, slot) `[B]` only, by gathers."""
+    c = buffer.frames.shape[1]
+    at = lambda x, k: x[env, (slot + k) % c]
+    ok = at(buffer.acted, 0)
+    running = ~(at(buffer.terminated, 0) | at(buffer.truncated, 0))
+    for k in range(1, n_step):
+        ok = ok & (~running | at(buffer.acted, k))
+        running = running & ~(at(buffer.terminated, k) | at(buffer.truncated, k))
+    newest = at(buffer.acted_at, 0) >= buffer.added - buffer.keep
+    age = (slot - buffer.head[env] - 1) % c
+    return ok & newest & (age >= buffer.frame_stack - 1)
+
+
+CANDIDATES = 32
+"""Candidates per uniform draw (see `draw_uniform`)."""
+
+
+def draw_uniform(
+    buffer: ReplayBuffer, key: jax.Array, num: int, n_step: int = 1
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`num` (env, slot) pairs drawn uniformly, with replacement, among the sampleable slots, and
+    whether each was found.
+
+    Rejection sampling, vectorised: each draw has `CANDIDATES` candidates uniform over the slots
+    ever written (`filled`) and keeps the first sampleable one, which is uniform over the
+    sampleable slots. The cost does not grow with the ring's capacity. A draw finds none only if
+    all its candidates fall on unsampleable slots (episode ends, the newest slot), a chance below
+    (1 - p)^32 for a fraction p of sampleable slots: below 1e-9 even for one-step episodes
+    (p = 1/2); such a draw is returned with found = False (the sampler gives it weight 0)."""
+    counts = buffer.filled
+    ends = jnp.cumsum(counts)
+    u = jax.random.randint(key, (CANDIDATES * num,), 0, jnp.maximum(ends[-1], 1))
+    env = jnp.searchsorted(ends, u, side="right").astype(jnp.int32)
+    slot = (u - (ends[env] - counts[env])).astype(jnp.int32)
+    ok = sampleable_at(buffer, env, slot, n_step).reshape(CANDIDATES, num)
+    first = jnp.argmax(ok, axis=0)[None]  # the first sampleable candidate of each draw
+    pick = lambda x: jnp.take_along_axis(x.reshape(CANDIDATES, num), first, axis=0)[0]
+    return pick(env), pick(slot), jnp.any(ok, axis=0)
 
 
 def _stack(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array) -> jax.Array:
@@ -251,15 +299,16 @@ def sample(
     to [-clip, clip] before the n-step sum (Atari's learning signal). Sample only once
     `sampleable(buffer, n_step)` has some slot (after the learning-start period).
     """
-    ok = sampleable(buffer, n_step)
-    if alpha > 0.0:
-        weights = jnp.where(ok, buffer.priority, 0.0) ** alpha
-    else:
-        weights = ok.astype(jnp.float32)
-    flat = weights.reshape(-1)
-    index, weight_sum = draw(flat, key, math.prod(batch_shape))
     c = buffer.frames.shape[1]
-    env, slot = index // c, index % c
+    num = math.prod(batch_shape)
+    if alpha > 0.0:
+        ok = sampleable(buffer, n_step)
+        weights = jnp.where(ok, buffer.priority, 0.0) ** alpha
+        flat = weights.reshape(-1)
+        index, weight_sum = draw(flat, key, num)
+        env, slot = index // c, index % c
+    else:
+        env, slot, found = draw_uniform(buffer, key, num, n_step)
 
     # n-step return: r_t + gamma r_{t+1} + ... until n steps or the episode's end
     slots = (slot[None, :] + jnp.arange(n_step)[:, None]) % c  # [n, B]
@@ -279,7 +328,7 @@ def sample(
         p_min = jnp.min(jnp.where(ok, weights, jnp.inf)) / weight_sum
         weight = (count * flat[index] / weight_sum) ** (-beta) / (count * p_min) ** (-beta)
     else:
-        weight = jnp.ones(env.shape, jnp.float32)
+        weight = found.astype(jnp.float32)
 
     shaped = lambda x: x.reshape((*batch_shape, *x.shape[1:]))
     return Batch(

@@ -107,6 +107,15 @@ class TanhGaussian(struct.PyTreeNode):
         u = self.pre_squash(action)
         return self._gaussian().log_prob(u) - self._log_det(u)
 
+    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A reparameterised sample a = offset + scale tanh(mean + std eps) and its log-prob,
+        computed from u itself (no atanh of a saturated action): differentiable in mean and
+        log_std, as SAC's policy loss needs."""
+        u = self._gaussian().sample(key)
+        return self.offset + self.scale * jnp.tanh(u), self._gaussian().log_prob(u) - self._log_det(
+            u
+        )
+
     def entropy(self) -> jax.Array:
         """H[a] = H[u] + E[log |da/du|], with the expectation estimated at u = mean (a
         deterministic, differentiable stand-in for the sampled estimate)."""

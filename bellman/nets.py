@@ -117,3 +117,46 @@ class PatchConv(nn.Module):
             for j in range(k)
         ]
         return nn.Dense(self.features)(jnp.concatenate(patches, axis=-1))
+
+
+class _QMLP(nn.Module):
+    hidden_sizes: Sequence[int]
+    activation: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+class QEnsemble(nn.Module):
+    """`num` independent critics Q_i(s, a) of continuous actions, evaluated in one batched pass:
+    features `[B, F]` and actions `[B, A]` -> `[num, B]`. Each critic is an MLP on the
+    concatenation [s, a] (Lillicrap et al., 2016, feed the action at the first layer instead
+    of the second: the same function class, one matrix product fewer)."""
+
+    num: int
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, features: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([features, action.reshape((*action.shape[:1], -1))], axis=-1)
+        critics = nn.vmap(
+            _QMLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return critics(self.hidden_sizes, self.activation)(x)
+
+
+def box_affine(space: Any) -> tuple[jax.Array, jax.Array]:
+    """(scale, offset) mapping [-1, 1] onto a bounded Box: a = offset + scale * y."""
+    low = jnp.asarray(space.low, jnp.float32).reshape(space.shape)
+    high = jnp.asarray(space.high, jnp.float32).reshape(space.shape)
+    return (high - low) / 2.0, (high + low) / 2.0

@@ -1,7 +1,7 @@
-"""The physical limit for PPO (W1) and DQN (W2) on CartPole: FLOPs per env step, and this
-machine's matmul rate for the same layer shapes.
+"""The physical limit for PPO (W1) and DQN (W2) on CartPole and SAC (W3) on Pendulum: FLOPs per
+env step, and this machine's matmul rate for the same layer shapes.
 
-    python benchmarks/efficiency.py [--workload ppo-cartpole | dqn-cartpole]
+    python benchmarks/efficiency.py [--workload ppo-cartpole | dqn-cartpole | sac-pendulum]
 
 - FLOPs per environment step come from XLA's cost analysis of the compiled pieces of one PPO
   update (XLA counts a loop body once, so the pieces are compiled without loops and weighed by
@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import bellman  # noqa: F401  (sets bellman's XLA flags before JAX starts)
 from bellman import buffers
-from bellman.algos import dqn, ppo
+from bellman.algos import dqn, ppo, sac
 from bellman.envs import EpisodeStatistics, registry
 
 DQN_W2 = dqn.DQNConfig(
@@ -141,6 +141,50 @@ def dqn_flops_per_env_step(config: dqn.DQNConfig) -> dict[str, float]:
     }
 
 
+SAC_W3 = sac.SACConfig(learning_rate=1e-3, learning_starts=1000)
+"""Workload W3 of the peer benchmarks: SAC on Pendulum-v1 (batch 256, 2 x 256, one gradient step
+per env step)."""
+
+
+def sac_flops_per_env_step(config: sac.SACConfig) -> dict[str, float]:
+    """Acting and stepping the env, and one gradient step (critic target, critics, actor,
+    temperature, Polyak) per env step."""
+    env = EpisodeStatistics(registry.resolve("Pendulum-v1").jax_env)
+    spec = env.spec
+    key = jax.random.PRNGKey(0)
+    state = sac.init(key, config, spec, 10)
+    obs = jnp.zeros((1, *spec.obs_shape))
+    env_state, _ = jax.vmap(env.reset)(jax.random.split(key, 1))
+    act = flops(lambda s, o, k: sac.act(config, spec, s, o, k, jnp.int32(0)), state, obs, key)
+    step = flops(
+        lambda s, a, k: jax.vmap(env.step)(jax.random.split(k, 1), s, a),
+        env_state,
+        jnp.zeros((1, 1)),
+        key,
+    )
+    n = config.batch_size
+    batch = buffers.Batch(
+        obs=jnp.zeros((n, *spec.obs_shape)),
+        action=jnp.zeros((n, 1)),
+        reward=jnp.zeros(n),
+        discount=jnp.ones(n),
+        next_obs=jnp.zeros((n, *spec.obs_shape)),
+        weight=jnp.ones(n),
+        index=jnp.zeros((n, 2), jnp.int32),
+    )
+    learn = flops(lambda s, mb: sac.learn(config, spec, s, mb, key), state, batch)
+    per_step = act + step + learn
+    return {"act": act, "env_step": step, "gradient_step": learn, "per_env_step": per_step}
+
+
+def sac_layer_shapes(config: sac.SACConfig, obs_dim: int, action_dim: int) -> list[tuple[int, int]]:
+    """(in, out) of the actor's dense layers (mean and log-std heads as one) and of both
+    critics'."""
+    actor = list(itertools.pairwise([obs_dim, *config.hidden_sizes, 2 * action_dim]))
+    critic = list(itertools.pairwise([obs_dim + action_dim, *config.hidden_sizes, 1]))
+    return actor + critic * 2
+
+
 def dqn_layer_shapes(config: dqn.DQNConfig, obs_dim: int, actions: int) -> list[tuple[int, int]]:
     """(in, out) of the Q network's dense layers, counted twice: the online network (forward
     and backward) and the target network (forward only) together do about as many products as
@@ -197,7 +241,9 @@ def matmul_rate(shapes: list[tuple[int, int]], rows: int, devices: int, reps: in
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--workload", choices=["ppo-cartpole", "dqn-cartpole"], default="ppo-cartpole"
+        "--workload",
+        choices=["ppo-cartpole", "dqn-cartpole", "sac-pendulum"],
+        default="ppo-cartpole",
     )
     args = parser.parse_args()
     spec = registry.resolve("CartPole-v1").spec
@@ -206,9 +252,12 @@ def main() -> None:
         config = ppo.PPOConfig()
         shapes = layer_shapes(config, spec.obs_shape[0], spec.action_space.n)
         rows, cost = config.minibatch_size, ppo_flops_per_env_step(config)
-    else:
+    elif args.workload == "dqn-cartpole":
         shapes = dqn_layer_shapes(DQN_W2, spec.obs_shape[0], spec.action_space.n)
         rows, cost = DQN_W2.batch_size, dqn_flops_per_env_step(DQN_W2)
+    else:
+        shapes = sac_layer_shapes(SAC_W3, 3, 1)
+        rows, cost = SAC_W3.batch_size, sac_flops_per_env_step(SAC_W3)
     result = {
         "flops": cost,
         "matmul_flops_per_s_one_device": matmul_rate(shapes, rows, 1),

@@ -209,3 +209,30 @@ def test_jitted_and_vmapped_over_seeds(num_envs: int) -> None:
     np.testing.assert_array_equal(
         np.asarray(batch.next_obs[..., 0]) % 1000, np.asarray(batch.action) + 1
     )
+
+
+def test_uniform_draws_are_uniform_over_the_sampleable_slots() -> None:
+    # 10 slots written (7 transitions, 2 final observations, the newest observation) of a
+    # 1,000-transition ring: rejection among the written slots, never an empty or unsampleable one
+    buffer = fill(empty(1000), [(3, "terminated"), (2, "truncated"), (2, "running")])
+    assert int(buffer.filled[0]) == 10
+    n = 70_000
+    batch = buffers.sample(buffer, jax.random.PRNGKey(1), (n,))
+    values, counts = np.unique(np.asarray(batch.obs[:, 0]), return_counts=True)
+    np.testing.assert_array_equal(values, [0, 1, 2, 100, 101, 200, 201])
+    np.testing.assert_allclose(counts / n, 1 / 7, atol=0.006)  # about 5 standard errors
+    np.testing.assert_array_equal(batch.weight, 1.0)
+
+
+def test_a_ring_of_a_million_is_sampled_without_scanning_it() -> None:
+    # the sampler's cost does not depend on the capacity: its program reads no whole-ring array
+    small = fill(empty(100), [(5, "running")])
+    large = fill(empty(1_000_000), [(5, "running")])
+    cost = lambda b: (
+        jax.jit(lambda b, k: buffers.sample(b, k, (256,)))
+        .lower(b, jax.random.PRNGKey(0))
+        .compile()
+        .cost_analysis()
+    )
+    first = lambda c: c[0] if isinstance(c, list) else c
+    assert first(cost(large))["flops"] <= 1.5 * first(cost(small))["flops"]

@@ -13,7 +13,7 @@ PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 BELLMAN_ROOTS = {
     "bellman", "ppo", "algos", "runners", "ops", "nets", "envs", "experiment", "distributions",
     "jax_setup", "config", "errors", "rollout", "cli", "dp", "tabular", "mdp",
-    "dqn", "buffers", "reinforce", "a2c", "policies",
+    "dqn", "buffers", "reinforce", "a2c", "policies", "ddpg", "sac",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
 
-from bellman.algos import a2c, dqn, ppo, reinforce, tabular
+from bellman.algos import a2c, ddpg, dqn, ppo, reinforce, sac, tabular
 from bellman.errors import UnknownNameError, closest
 
 
@@ -59,6 +59,26 @@ ALGOS: dict[str, AlgoInfo] = {
         "off_policy",
         "Deep Q-Network with replay and a target network (Mnih et al., 2015); Double, dueling, "
         "n-step, prioritised as options",
+    ),
+    "ddpg": AlgoInfo(
+        "ddpg",
+        ddpg,
+        "off_policy",
+        "Deep Deterministic Policy Gradient (Lillicrap et al., 2016), Gaussian or OU noise",
+    ),
+    "td3": AlgoInfo(
+        "td3",
+        ddpg,
+        "off_policy",
+        "Twin Delayed DDPG (Fujimoto et al., 2018): twin critics, target smoothing, delayed actor",
+        ddpg.TD3_DEFAULTS,
+    ),
+    "sac": AlgoInfo(
+        "sac",
+        sac,
+        "off_policy",
+        "Soft Actor-Critic (Haarnoja et al., 2018): twin soft critics, tanh-Gaussian actor, "
+        "tuned temperature",
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

@@ -45,3 +45,12 @@ def polyak_update(online: Any, target: Any, tau: float) -> Any:
     if tau == 1.0:
         return online
     return jax.tree.map(lambda o, t: tau * o + (1.0 - tau) * t, online, target)
+
+
+def min_q_target(
+    r_t: jax.Array, discount_t: jax.Array, q_tp1: jax.Array, bonus_tp1: jax.Array | float = 0.0
+) -> jax.Array:
+    """y = r + discount (min_i Q^_i(s', a') + bonus) for critics `q_tp1` `[n, B]`: with n = 1
+    DDPG's target, with n = 2 TD3's clipped double-Q target (Fujimoto et al., 2018), with
+    bonus = -alpha log pi(a' | s') SAC's soft target (Haarnoja et al., 2018)."""
+    return r_t + discount_t * (jnp.min(q_tp1, axis=0) + bonus_tp1)

@@ -137,13 +137,17 @@ class Runner(Protocol):
 
 
 def reduce_metrics(metrics: dict[str, Any], valid: np.ndarray) -> dict[str, np.ndarray]:
-    """Average `[seeds, C]` metrics over the chunk's valid updates."""
+    """Average `[seeds, C]` metrics over the chunk's valid updates; NaN marks a metric an update
+    did not measure (TD3's actor loss between delayed actor steps), left out of the average."""
     out = {}
     for name, value in metrics.items():
         if name in EPISODE_KEYS:
             continue
-        value = np.asarray(value, np.float64)
-        out[name] = value[:, valid].mean(axis=1)
+        value = np.asarray(value, np.float64)[:, valid]
+        measured = ~np.isnan(value)
+        count = measured.sum(axis=1)
+        total = np.where(measured, value, 0.0).sum(axis=1)
+        out[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return out
 
 

@@ -50,6 +50,12 @@ class OffPolicyAlgorithm(Protocol):
 
     def greedy(self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array) -> jax.Array: ...
 
+    # An algorithm whose exploration noise is correlated in time (DDPG's Ornstein-Uhlenbeck
+    # process) also has `init_noise(config, spec, num_envs)`, the noise state of `num_envs`
+    # envs, and `act_with_noise(config, spec, state, obs, key, env_step, noise)`, which returns
+    # the actions and the next noise state; the runner keeps that state, zeroed where an episode
+    # ends.
+
     def learn(
         self, config: Any, spec: EnvSpec, state: Any, batch: buffers.Batch, key: jax.Array
     ) -> tuple[Any, dict[str, jax.Array], jax.Array]: ...
@@ -69,6 +75,8 @@ class RunnerState(struct.PyTreeNode):
     key: jax.Array
     env_steps: jax.Array
     """`[]` env steps taken so far, summed over the envs."""
+    noise: Any = None
+    """The exploration noise's state, `[E, ...]`, for algorithms with `init_noise` (else None)."""
     total_steps: int = struct.field(pytree_node=False, default=0)
     """Env steps of the whole run: the horizon of prioritised replay's beta schedule."""
 
@@ -94,6 +102,28 @@ def empty_buffer(config: Any, spec: EnvSpec, obs: jax.Array) -> buffers.ReplayBu
     return buffers.start(buffer, obs)
 
 
+def init_noise(algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec) -> Any:
+    """The exploration noise's first state, for an algorithm that keeps one (else None)."""
+    make = getattr(algo, "init_noise", None)
+    return None if make is None else make(config, spec, config.num_envs)
+
+
+def explore(
+    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, key: jax.Array
+) -> tuple[jax.Array, Any]:
+    """The exploration policy's actions on `state.obs`, and the noise state after them."""
+    if state.noise is None:
+        return algo.act(config, spec, state.algo, state.obs, key, state.env_steps), None
+    act_with_noise = algo.act_with_noise  # type: ignore[attr-defined]
+    return act_with_noise(config, spec, state.algo, state.obs, key, state.env_steps, state.noise)
+
+
+def restart_noise(noise: Any, done: jax.Array) -> Any:
+    """The noise state with the envs whose episode ended `[E]` back at zero."""
+    reset = lambda n: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), 0.0, n)
+    return jax.tree.map(reset, noise)
+
+
 def init_state(
     algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
 ) -> RunnerState:
@@ -103,8 +133,16 @@ def init_state(
     env_state, timestep = jax.vmap(env.reset)(jax.random.split(reset_key, config.num_envs))
     buffer = empty_buffer(config, env.spec, timestep.obs)
     zero = jnp.zeros((), jnp.int32)
-    horizon = total_steps(config, total_updates)
-    return RunnerState(algo_state, buffer, env_state, timestep.obs, key, zero, horizon)
+    return RunnerState(
+        algo=algo_state,
+        buffer=buffer,
+        env_state=env_state,
+        obs=timestep.obs,
+        key=key,
+        env_steps=zero,
+        noise=init_noise(algo, config, env.spec),
+        total_steps=total_steps(config, total_updates),
+    )
 
 
 def collect(
@@ -114,7 +152,7 @@ def collect(
 
     def env_step(state: RunnerState, keys: jax.Array) -> tuple[RunnerState, EpisodeTotals]:
         act_key, step_keys = keys[0], keys[1:]
-        action = algo.act(config, env.spec, state.algo, state.obs, act_key, state.env_steps)
+        action, noise = explore(algo, config, env.spec, state, act_key)
         env_state, ts = jax.vmap(env.step)(step_keys, state.env_state, env_action(env.spec, action))
         buffer = buffers.add(
             state.buffer, action, ts.reward, ts.terminated, ts.truncated, ts.final_obs, ts.obs
@@ -124,6 +162,7 @@ def collect(
             env_state=env_state,
             obs=ts.obs,
             env_steps=state.env_steps + config.num_envs,
+            noise=restart_noise(noise, ts.done),
         )
         return state, EpisodeTotals.of_step(ts.done, ts.info)
 
@@ -182,7 +221,7 @@ def learn_phase(
 
         sample_keys = jax.random.split(sample_key, config.gradient_steps)
         state, metrics = jax.lax.scan(prioritized_step, state, (sample_keys, learn_keys))
-    return state.replace(key=key), jax.tree.map(jnp.mean, metrics)
+    return state.replace(key=key), jax.tree.map(jnp.nanmean, metrics)  # NaN: not measured
 
 
 def learn_if_ready(

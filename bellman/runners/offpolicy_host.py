@@ -29,11 +29,13 @@ from bellman.runners.onpolicy_host import env_seed
 
 def _act(
     algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState
-) -> tuple[jax.Array, jax.Array]:
-    """The next actions, and the key that replaces `state.key`. Only these come out: a jitted
-    function that returned the state would copy the replay memory into its output."""
+) -> tuple[jax.Array, Any, jax.Array]:
+    """The key and noise state that replace `state.key` and `state.noise`, and the next actions.
+    Only these come out: a jitted function that returned the state would copy the replay memory
+    into its output."""
     key, act_key = jax.random.split(state.key)
-    return key, algo.act(config, spec, state.algo, state.obs, act_key, state.env_steps)
+    action, noise = offpolicy.explore(algo, config, spec, state, act_key)
+    return key, noise, action
 
 
 def _store_and_act(
@@ -50,9 +52,14 @@ def _store_and_act(
 ) -> tuple[RunnerState, jax.Array]:
     """Store one step of every env in D, then choose the next actions on `obs`."""
     buffer = buffers.add(state.buffer, action, reward, terminated, truncated, final_obs, obs)
-    state = state.replace(buffer=buffer, obs=obs, env_steps=state.env_steps + config.num_envs)
-    key, action = _act(algo, config, spec, state)
-    return state.replace(key=key), action
+    state = state.replace(
+        buffer=buffer,
+        obs=obs,
+        env_steps=state.env_steps + config.num_envs,
+        noise=offpolicy.restart_noise(state.noise, terminated | truncated),
+    )
+    key, noise, action = _act(algo, config, spec, state)
+    return state.replace(key=key, noise=noise), action
 
 
 def _init(
@@ -66,14 +73,23 @@ def _init(
     key, algo_key = jax.random.split(key)
     algo_state = algo.init(algo_key, config, spec, total_updates)
     buffer = offpolicy.empty_buffer(config, spec, obs)
-    zero = jnp.zeros((), jnp.int32)
-    horizon = offpolicy.total_steps(config, total_updates)
-    return RunnerState(algo_state, buffer, None, obs, key, zero, horizon)
+    return RunnerState(
+        algo=algo_state,
+        buffer=buffer,
+        env_state=None,
+        obs=obs,
+        key=key,
+        env_steps=jnp.zeros((), jnp.int32),
+        noise=offpolicy.init_noise(algo, config, spec),
+        total_steps=offpolicy.total_steps(config, total_updates),
+    )
 
 
 def _restart(state: RunnerState, obs: jax.Array) -> RunnerState:
-    """The envs restarted (a resumed run): their first observations start new episodes in D."""
-    return state.replace(buffer=buffers.start(state.buffer, obs), obs=obs)
+    """The envs restarted (a resumed run): their first observations start new episodes in D,
+    and the exploration noise starts again from zero."""
+    noise = jax.tree.map(jnp.zeros_like, state.noise)
+    return state.replace(buffer=buffers.start(state.buffer, obs), obs=obs, noise=noise)
 
 
 class HostOffPolicy:
@@ -110,8 +126,8 @@ class HostOffPolicy:
         """The actions chosen for `self.obs` (on the device)."""
 
     def _act(self, state: RunnerState) -> tuple[RunnerState, jax.Array]:
-        key, action = self._next_actions(state)
-        return state.replace(key=key), action
+        key, noise, action = self._next_actions(state)
+        return state.replace(key=key, noise=noise), action
 
     @staticmethod
     def _learn_step(
