@@ -38,6 +38,7 @@ from bellman.envs.spaces import Box, EnvSpec, describe
 from bellman.errors import EnvError
 from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
 from bellman.ops import targets
+from bellman.runners import offpolicy
 
 MUJOCO_ENVS = (
     "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
@@ -112,25 +113,12 @@ class DDPGConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting out of range."""
-        for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
-            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
-        cfg.require(self.gradient_steps >= 0, "gradient_steps must not be negative")
+        offpolicy.validate_loop(self)
         cfg.require(self.policy_delay >= 1, "policy_delay must be at least 1")
-        cfg.require(self.learning_starts >= 0, "learning_starts must not be negative")
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
         cfg.require(self.actor_learning_rate >= 0, "actor_learning_rate must not be negative")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 < self.tau <= 1, "tau must lie in (0, 1]")
-        for name in ("exploration_noise", "target_noise", "target_noise_clip", "clip_rewards"):
+        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
             cfg.require(getattr(self, name) >= 0, f"{name} must not be negative")
         cfg.require(self.ou_theta >= 0 and self.ou_dt > 0, "ou_theta >= 0 and ou_dt > 0")
-        cfg.require(self.priority_alpha >= 0, "priority_alpha must not be negative")
-        cfg.require(0 <= self.priority_beta <= 1, "priority_beta must lie in [0, 1]")
-        cfg.require(
-            len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-            "hidden_sizes must be one or more positive widths",
-        )
-        cfg.require(self.activation in ACTIVATIONS, f"unknown activation '{self.activation}'")
 
 
 Config = DDPGConfig

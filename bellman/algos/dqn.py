@@ -37,6 +37,7 @@ from bellman.errors import EnvError
 from bellman.nets import ACTIVATIONS, PatchConv, obs_features
 from bellman.ops import targets
 from bellman.ops.losses import huber
+from bellman.runners import offpolicy
 
 Torso = Literal["auto", "mlp", "nature", "minatar"]
 
@@ -120,27 +121,13 @@ class DQNConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting out of range or inconsistent with another."""
-        for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
-            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
-        cfg.require(self.gradient_steps >= 0, "gradient_steps must not be negative")
+        offpolicy.validate_loop(self)
         cfg.require(self.target_update_interval >= 1, "target_update_interval must be at least 1")
-        cfg.require(self.learning_starts >= 0, "learning_starts must not be negative")
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
         cfg.require(self.adam_eps > 0, "adam_eps must be positive")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 < self.tau <= 1, "tau must lie in (0, 1]")
         for name in ("exploration_initial_eps", "exploration_final_eps", "eval_epsilon"):
             cfg.require(0 <= getattr(self, name) <= 1, f"{name} must lie in [0, 1]")
         cfg.require(0 <= self.exploration_fraction <= 1, "exploration_fraction must lie in [0, 1]")
         cfg.require(self.max_grad_norm >= 0, "max_grad_norm must not be negative")
-        cfg.require(self.priority_alpha >= 0, "priority_alpha must not be negative")
-        cfg.require(0 <= self.priority_beta <= 1, "priority_beta must lie in [0, 1]")
-        cfg.require(self.clip_rewards >= 0, "clip_rewards must not be negative")
-        cfg.require(
-            len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-            "hidden_sizes must be one or more positive widths",
-        )
-        cfg.require(self.activation in ACTIVATIONS, f"unknown activation '{self.activation}'")
 
 
 Config = DQNConfig

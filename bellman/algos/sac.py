@@ -40,6 +40,7 @@ from bellman.distributions import TanhGaussian
 from bellman.envs.spaces import EnvSpec
 from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
 from bellman.ops import targets
+from bellman.runners import offpolicy
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """The actor's log-std is clipped to this range (the reference implementation's bounds)."""
@@ -97,22 +98,8 @@ class SACConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting out of range."""
-        for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
-            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
-        cfg.require(self.gradient_steps >= 0, "gradient_steps must not be negative")
-        cfg.require(self.learning_starts >= 0, "learning_starts must not be negative")
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 < self.tau <= 1, "tau must lie in (0, 1]")
+        offpolicy.validate_loop(self)
         cfg.require(self.alpha > 0, "alpha must be positive")
-        cfg.require(self.clip_rewards >= 0, "clip_rewards must not be negative")
-        cfg.require(self.priority_alpha >= 0, "priority_alpha must not be negative")
-        cfg.require(0 <= self.priority_beta <= 1, "priority_beta must lie in [0, 1]")
-        cfg.require(
-            len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-            "hidden_sizes must be one or more positive widths",
-        )
-        cfg.require(self.activation in ACTIVATIONS, f"unknown activation '{self.activation}'")
 
 
 Config = SACConfig

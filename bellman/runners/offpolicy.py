@@ -27,8 +27,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from bellman import buffers
+from bellman import config as cfg
 from bellman.envs.core import JaxEnv
 from bellman.envs.spaces import Discrete, EnvSpec
+from bellman.nets import ACTIVATIONS
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
 
@@ -59,6 +61,26 @@ class OffPolicyAlgorithm(Protocol):
     def learn(
         self, config: Any, spec: EnvSpec, state: Any, batch: buffers.Batch, key: jax.Array
     ) -> tuple[Any, dict[str, jax.Array], jax.Array]: ...
+
+
+def validate_loop(config: Any) -> None:
+    """Raise ConfigError for a setting of the loop (and its replay memory) out of range: the
+    fields every off-policy algorithm's config has."""
+    for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
+        cfg.require(getattr(config, name) >= 1, f"{name} must be at least 1")
+    cfg.require(config.gradient_steps >= 0, "gradient_steps must not be negative")
+    cfg.require(config.learning_starts >= 0, "learning_starts must not be negative")
+    cfg.require(config.learning_rate > 0, "learning_rate must be positive")
+    cfg.require(0 <= config.gamma <= 1, "gamma must lie in [0, 1]")
+    cfg.require(0 < config.tau <= 1, "tau must lie in (0, 1]")
+    cfg.require(config.priority_alpha >= 0, "priority_alpha must not be negative")
+    cfg.require(0 <= config.priority_beta <= 1, "priority_beta must lie in [0, 1]")
+    cfg.require(config.clip_rewards >= 0, "clip_rewards must not be negative")
+    cfg.require(
+        len(config.hidden_sizes) > 0 and all(h >= 1 for h in config.hidden_sizes),
+        "hidden_sizes must be one or more positive widths",
+    )
+    cfg.require(config.activation in ACTIVATIONS, f"unknown activation '{config.activation}'")
 
 
 class RunnerState(struct.PyTreeNode):
