@@ -208,6 +208,25 @@ def test_host_backend_with_ou_noise(tmp_path: Path) -> None:
     assert losses and all(np.isfinite(losses))
 
 
+@pytest.mark.parametrize("algo", ["ddpg", "td3", "sac"])
+def test_runs_on_mountain_car_continuous_compiled(tmp_path: Path, algo: str) -> None:
+    run = train(tmp_path, algo, "MountainCarContinuous-v0", 1200, learning_starts=1000,
+                eval_episodes=1, batch_size=32)  # fmt: skip
+    assert run.summary["backend"] == "compiled"
+    assert np.isfinite(run.final_return)
+
+
+def test_sac_on_mujoco_with_its_preset(tmp_path: Path) -> None:
+    run = train(tmp_path, "sac", "HalfCheetah-v5", 700, eval_episodes=1, learning_starts=500)
+    assert run.summary["backend"] == "gymnasium"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    # the MuJoCo preset's step size; a flag given on the command line wins over the preset
+    assert (config["learning_rate"], config["learning_starts"]) == (3e-4, 500)
+    assert sac.preset_for(registry.resolve("HalfCheetah-v5").spec) == "mujoco"
+    assert [r for r in run.metrics if r.get("critic_loss", [0])[0] > 0]
+    assert np.isfinite(run.final_return)
+
+
 def test_discrete_actions_get_one_clear_sentence() -> None:
     result = run_cli("train", "sac", "--env", "CartPole-v1", "--steps", "100")
     assert result.returncode != 0
