@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,36 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+Runs = dict[str, list[tuple[str, list[str]]]]
+
+
+def run_groups(
+    runs: Runs,
+    groups: list[str],
+    saved: Path,
+    run_bellman: Callable[[str, list[str]], dict],
+    peers: Callable[[str], list[dict]],
+) -> dict:
+    """Run each group's bellman commands, then its peer runs (`peers(group)`), and save the group
+    in `saved` (JSON) as soon as it is done, with the machine's state before it; returns all
+    saved groups."""
+    for group in groups:
+        meta = machine()
+        results = []
+        for tag, cmd in runs[group]:
+            print(tag, flush=True)
+            results.append(run_bellman(tag, cmd))
+        results += peers(group)
+        # read again: another group may have been saved meanwhile by another command
+        data = json.loads(saved.read_text()) if saved.exists() else {}
+        data[group] = results
+        data.setdefault("machines", {})[group] = meta
+        data["machine"] = meta
+        OUT.mkdir(exist_ok=True)
+        saved.write_text(json.dumps(data, indent=2))
+    return json.loads(saved.read_text()) if saved.exists() else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(RUNS), help="comma list of " + ", ".join(RUNS))
@@ -298,25 +329,16 @@ def main() -> None:
     if unknown := [g for g in groups if g not in RUNS]:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     saved = OUT / "pg-results.json"
-    data = json.loads(saved.read_text()) if saved.exists() else {}
-    if not args.render:
-        for group in groups:
-            meta = machine()
-            results = []
-            for tag, cmd in RUNS[group]:
-                print(tag, flush=True)
-                results.append(bellman(tag, cmd))
-            if group == "halfcheetah":
-                print(SB3_TAG, flush=True)
-                sb3_args = ["--env", "HalfCheetah-v5", "--steps", str(args.sb3_steps)]
-                results.append(peer_run(SB3_TAG, "sb3", "sb3_ppo_mujoco.py", sb3_args))
-            # read again: another group may have been saved meanwhile by another command
-            data = json.loads(saved.read_text()) if saved.exists() else {}
-            data[group] = results
-            data.setdefault("machines", {})[group] = meta
-            data["machine"] = meta
-            OUT.mkdir(exist_ok=True)
-            saved.write_text(json.dumps(data, indent=2))
+
+    def peers(group: str) -> list[dict]:
+        if group != "halfcheetah":
+            return []
+        print(SB3_TAG, flush=True)
+        sb3_args = ["--env", "HalfCheetah-v5", "--steps", str(args.sb3_steps)]
+        return [peer_run(SB3_TAG, "sb3", "sb3_ppo_mujoco.py", sb3_args)]
+
+    groups = [] if args.render else groups
+    data = run_groups(RUNS, groups, saved, bellman, peers)
     if not data:
         parser.error(f"nothing to render: {saved} does not exist")
     if data.get("ablation"):

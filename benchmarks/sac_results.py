@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from pg_results import commands, curve, measured, new_axes, settings, table
-from run import BELLMAN, HERE, OUT, machine, peer_run, timed, write_section
+from pg_results import commands, curve, measured, new_axes, run_groups, settings, table
+from run import BELLMAN, HERE, OUT, peer_run, timed, write_section
 
 RUNS = {
     "pendulum": [
@@ -171,25 +171,15 @@ def main() -> None:
     if unknown := [g for g in groups if g not in RUNS]:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     saved = OUT / "sac-results.json"
-    data = json.loads(saved.read_text()) if saved.exists() else {}
-    if not args.render:
-        for group in groups:
-            meta = machine()
-            results = []
-            for tag, cmd in RUNS[group]:
-                print(tag, flush=True)
-                results.append(bellman(tag, cmd))
-            if group == "halfcheetah-speed":
-                print(SB3_TAG, flush=True)
-                sb3_args = ["--env", "HalfCheetah-v5", "--steps", "15000"]
-                sb3 = peer_run(SB3_TAG, "sb3", "sb3_sac.py", sb3_args)
-                results.append(sb3)
-            data = json.loads(saved.read_text()) if saved.exists() else {}
-            data[group] = results
-            data.setdefault("machines", {})[group] = meta
-            data["machine"] = meta
-            OUT.mkdir(exist_ok=True)
-            saved.write_text(json.dumps(data, indent=2))
+
+    def peers(group: str) -> list[dict]:
+        if group != "halfcheetah-speed":
+            return []
+        print(SB3_TAG, flush=True)
+        sb3_args = ["--env", "HalfCheetah-v5", "--steps", "15000"]
+        return [peer_run(SB3_TAG, "sb3", "sb3_sac.py", sb3_args)]
+
+    data = run_groups(RUNS, [] if args.render else groups, saved, bellman, peers)
     if not data:
         parser.error(f"nothing to render: {saved} does not exist")
     if data.get("halfcheetah"):
