@@ -179,7 +179,7 @@ def add(
     reached_frame = _newest_frame(buffer, final_obs)
     reset_frame = _newest_frame(buffer, next_obs)
 
-    second = jnp.where(done, reset, reached)
+    head = jnp.where(done, reset, reached)  # slot p+2 after an episode end, else p+1
 
     def write(x: jax.Array, at_reached: Any, at_reset: Any) -> jax.Array:
         """x with `at_reached` in slot p+1 and, where the episode ended, `at_reset` in slot p+2
@@ -188,9 +188,8 @@ def add(
         x = x.at[e, reached].set(at_reached)
         shape = done.shape + (1,) * (x.ndim - 2)
         at_reached, at_reset = jnp.asarray(at_reached), jnp.asarray(at_reset)
-        return x.at[e, second].set(jnp.where(done.reshape(shape), at_reset, at_reached))
+        return x.at[e, head].set(jnp.where(done.reshape(shape), at_reset, at_reached))
 
-    head = second
     return buffer.replace(
         frames=write(buffer.frames, reached_frame, reset_frame),
         acted=write(buffer.acted, False, False),
@@ -202,31 +201,18 @@ def add(
     )
 
 
-def _ahead(x: jax.Array, k: int) -> jax.Array:
-    """x at slot i + k (ring order), for every slot i: `[E, C, ...]`."""
-    return jnp.roll(x, -k, axis=1)
-
-
 def sampleable(buffer: ReplayBuffer, n_step: int) -> jax.Array:
-    """`[E, C]` bool: slots whose transition can be sampled: among the newest `keep` transitions,
-    its first n steps (up to the episode's end) acted on, its frames still stored. Elementwise
-    over the ring, no gathers: a few microseconds per thousand slots."""
-    c = buffer.frames.shape[1]
-    ok = buffer.acted
-    ended = buffer.terminated | buffer.truncated
-    running = ~ended
-    for k in range(1, n_step):  # step k is needed unless the episode ended at steps 0..k-1
-        ok = ok & (~running | _ahead(buffer.acted, k))
-        running = running & ~_ahead(ended, k)
-    # only the newest `keep` transitions (each env adds one per step), and only those whose frame
-    # stack reaches no further back than the oldest slot (the one after the head)
-    newest = buffer.acted_at >= buffer.added - buffer.keep
-    age = (jnp.arange(c)[None, :] - buffer.head[:, None] - 1) % c
-    return ok & newest & (age >= buffer.frame_stack - 1)
+    """`[E, C]` bool: slots whose transition can be sampled (`sampleable_at` at every slot)."""
+    e, c = buffer.acted.shape
+    env = jnp.repeat(jnp.arange(e, dtype=jnp.int32), c)
+    slot = jnp.tile(jnp.arange(c, dtype=jnp.int32), e)
+    return sampleable_at(buffer, env, slot, n_step).reshape(e, c)
 
 
 def sampleable_at(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array, n_step: int) -> jax.Array:
-    """`sampleable(buffer, n_step)` at the slots (env, slot) `[B]` only, by gathers."""
+    """`[B]` bool: whether the transitions at (env, slot) `[B]` can be sampled: among the newest
+    `keep` transitions, its first n steps (up to the episode's end) acted on, its frames still
+    stored."""
     c = buffer.frames.shape[1]
     at = lambda x, k: x[env, (slot + k) % c]
     ok = at(buffer.acted, 0)

@@ -104,7 +104,10 @@ class TanhGaussian(struct.PyTreeNode):
         return jnp.arctanh(y)
 
     def log_prob(self, action: jax.Array) -> jax.Array:
-        u = self.pre_squash(action)
+        return self._log_prob_of_u(self.pre_squash(action))
+
+    def _log_prob_of_u(self, u: jax.Array) -> jax.Array:
+        """log pi(a) for a = offset + scale tanh(u): the change of variables."""
         return self._gaussian().log_prob(u) - self._log_det(u)
 
     def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -112,9 +115,7 @@ class TanhGaussian(struct.PyTreeNode):
         computed from u itself (no atanh of a saturated action): differentiable in mean and
         log_std, as SAC's policy loss needs."""
         u = self._gaussian().sample(key)
-        return self.offset + self.scale * jnp.tanh(u), self._gaussian().log_prob(u) - self._log_det(
-            u
-        )
+        return self.offset + self.scale * jnp.tanh(u), self._log_prob_of_u(u)
 
     def entropy(self) -> jax.Array:
         """H[a] = H[u] + E[log |da/du|], with the expectation estimated at u = mean (a

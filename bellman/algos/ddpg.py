@@ -34,16 +34,12 @@ from flax import struct
 
 from bellman import config as cfg
 from bellman.buffers import Batch
+from bellman.envs import registry
 from bellman.envs.spaces import Box, EnvSpec, describe
 from bellman.errors import EnvError
 from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
 from bellman.ops import targets
 from bellman.runners import offpolicy
-
-MUJOCO_ENVS = (
-    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
-    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {"mujoco": MUJOCO_PRESET}
 
 def preset_for(spec: EnvSpec) -> str | None:
     """The MuJoCo preset for gymnasium's MuJoCo tasks; none otherwise."""
-    return "mujoco" if spec.id.split("-")[0] in MUJOCO_ENVS else None
+    return "mujoco" if registry.is_mujoco(spec) else None
 
 
 def check_env(config: DDPGConfig, spec: EnvSpec) -> None:

@@ -34,6 +34,7 @@ from jax.flatten_util import ravel_pytree
 
 from bellman import config as cfg
 from bellman import policies
+from bellman.envs import registry
 from bellman.envs.spaces import EnvSpec
 from bellman.ops import normalization
 from bellman.ops.returns import generalized_advantage_estimation
@@ -164,19 +165,13 @@ rollouts of 8 envs, normalised observations and rewards."""
 
 PRESETS: dict[str, dict[str, Any]] = {"mujoco": MUJOCO_PRESET, "pendulum": PENDULUM_PRESET}
 
-MUJOCO_ENVS = (
-    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
-    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
-)  # fmt: skip
-
 
 def preset_for(spec: EnvSpec) -> str | None:
     """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1; none
     otherwise (the defaults suit CartPole)."""
-    name = spec.id.split("-")[0]
-    if name in MUJOCO_ENVS:
+    if registry.is_mujoco(spec):
         return "mujoco"
-    return "pendulum" if name == "Pendulum" else None
+    return "pendulum" if spec.id.split("-")[0] == "Pendulum" else None
 
 
 def check_env(config: PPOConfig, spec: EnvSpec) -> None:

@@ -37,6 +37,7 @@ from bellman import config as cfg
 from bellman.algos import ddpg
 from bellman.buffers import Batch
 from bellman.distributions import TanhGaussian
+from bellman.envs import registry
 from bellman.envs.spaces import EnvSpec
 from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
 from bellman.ops import targets
@@ -118,10 +119,9 @@ PRESETS: dict[str, dict[str, Any]] = {"pendulum": PENDULUM_PRESET, "mujoco": MUJ
 
 def preset_for(spec: EnvSpec) -> str | None:
     """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1."""
-    name = spec.id.split("-")[0]
-    if name in ddpg.MUJOCO_ENVS:
+    if registry.is_mujoco(spec):
         return "mujoco"
-    return "pendulum" if name == "Pendulum" else None
+    return "pendulum" if spec.id.split("-")[0] == "Pendulum" else None
 
 
 def check_env(config: SACConfig, spec: EnvSpec) -> None:

@@ -66,6 +66,18 @@ def jax_id(env_id: str) -> str:
     return env_id
 
 
+MUJOCO_TASKS = (
+    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
+    "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
+)  # fmt: skip
+"""Gymnasium's MuJoCo tasks (by name before the version), which get MuJoCo presets."""
+
+
+def is_mujoco(spec: EnvSpec) -> bool:
+    """Whether the env is one of gymnasium's MuJoCo tasks."""
+    return spec.id.split("-")[0] in MUJOCO_TASKS
+
+
 @dataclass
 class ResolvedEnv:
     """An env id resolved to one backend, with what the runners need to build it."""
