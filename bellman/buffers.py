@@ -226,7 +226,7 @@ def sampleable_at(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array, n_step:
 
 
 CANDIDATES = 32
-"""Candidates per uniform draw (see `draw_uniform`)."""
+"""Candidates per uniform draw at most (see `draw_uniform`)."""
 
 
 def draw_uniform(
@@ -235,21 +235,47 @@ def draw_uniform(
     """`num` (env, slot) pairs drawn uniformly, with replacement, among the sampleable slots, and
     whether each was found.
 
-    Rejection sampling, vectorised: each draw has `CANDIDATES` candidates uniform over the slots
-    ever written (`filled`) and keeps the first sampleable one, which is uniform over the
-    sampleable slots. The cost does not grow with the ring's capacity. A draw finds none only if
-    all its candidates fall on unsampleable slots (episode ends, the newest slot), a chance below
-    (1 - p)^32 for a fraction p of sampleable slots: below 1e-9 even for one-step episodes
-    (p = 1/2); such a draw is returned with found = False (the sampler gives it weight 0)."""
+    Rejection sampling: each draw takes a slot uniform over the slots ever written (`filled`) and
+    draws again while that slot cannot be sampled, up to `CANDIDATES` times; the slot kept is
+    uniform over the sampleable slots. Only the draws still unfinished are drawn again, and the
+    rounds stop once every draw has found its slot: with a few unsampleable slots (episode ends,
+    the newest slot) a round or two. The cost does not grow with the ring's capacity. A draw finds
+    none only if all its candidates fall on unsampleable slots, a chance below (1 - p)^32 for a
+    fraction p of sampleable slots: below 1e-9 even for one-step episodes (p = 1/2); such a draw
+    is returned with found = False (the sampler gives it weight 0)."""
     counts = buffer.filled
     ends = jnp.cumsum(counts)
-    u = jax.random.randint(key, (CANDIDATES * num,), 0, jnp.maximum(ends[-1], 1))
-    env = jnp.searchsorted(ends, u, side="right").astype(jnp.int32)
-    slot = (u - (ends[env] - counts[env])).astype(jnp.int32)
-    ok = sampleable_at(buffer, env, slot, n_step).reshape(CANDIDATES, num)
-    first = jnp.argmax(ok, axis=0)[None]  # the first sampleable candidate of each draw
-    pick = lambda x: jnp.take_along_axis(x.reshape(CANDIDATES, num), first, axis=0)[0]
-    return pick(env), pick(slot), jnp.any(ok, axis=0)
+
+    def candidates(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        u = jax.random.randint(key, (num,), 0, jnp.maximum(ends[-1], 1))
+        env = jnp.searchsorted(ends, u, side="right").astype(jnp.int32)
+        slot = (u - (ends[env] - counts[env])).astype(jnp.int32)
+        return env, slot, sampleable_at(buffer, env, slot, n_step)
+
+    Round = tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
+
+    def unfinished(carry: Round) -> jax.Array:
+        found, round_ = carry[2], carry[4]
+        return (round_ < CANDIDATES) & ~jnp.all(found)
+
+    def redraw(carry: Round) -> Round:
+        env, slot, found, key, round_ = carry
+        key, draw_key = jax.random.split(key)
+        new_env, new_slot, ok = candidates(draw_key)
+        return (
+            jnp.where(found, env, new_env),
+            jnp.where(found, slot, new_slot),
+            found | ok,
+            key,
+            round_ + 1,
+        )
+
+    key, first_key = jax.random.split(key)
+    env, slot, found = candidates(first_key)
+    env, slot, found, _, _ = jax.lax.while_loop(
+        unfinished, redraw, (env, slot, found, key, jnp.ones((), jnp.int32))
+    )
+    return env, slot, found
 
 
 def _stack(buffer: ReplayBuffer, env: jax.Array, slot: jax.Array) -> jax.Array:
@@ -390,5 +416,6 @@ def update_priorities(
 
 
 def size(buffer: ReplayBuffer) -> jax.Array:
-    """Transitions stored (acted on) over all envs."""
-    return jnp.sum(buffer.acted)
+    """Transitions stored over all envs: the newest `keep` of each env at most (from the
+    counters, without a pass over the ring)."""
+    return jnp.minimum(buffer.added, buffer.keep) * buffer.head.shape[0]

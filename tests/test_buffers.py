@@ -79,6 +79,7 @@ def test_the_ring_keeps_exactly_the_newest_transitions() -> None:
     buffer = fill(empty(4), [(3, "terminated"), (5, "running")])
     observations = [row[0] for row in all_transitions(buffer)]
     assert observations == [101.0, 102.0, 103.0, 104.0]  # the newest 4, across the wrap
+    assert int(buffers.size(buffer)) == 4
     naive = fill(empty(1), [(3, "terminated")])  # the lecture's "no replay": the last one only
     assert all_transitions(naive) == [(2.0, 2, 2.0, 0.0, 3.0)]
 

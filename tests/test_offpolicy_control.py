@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import jax
@@ -262,3 +263,24 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
             np.testing.assert_array_equal(a, b)
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["resumed"] and summary["algo"] == "sac"
+
+
+# ----- the compiled loop's program -----
+
+
+def test_the_update_program_never_copies_the_replay_memory(monkeypatch) -> None:
+    # Reading the ring while learning and writing it while collecting must not make XLA copy a
+    # whole ring to keep its old contents: with 1,000,000 slots such copies cost a fifth of an
+    # update's time. Checked on the compiled chunk program, with seeds split over devices.
+    monkeypatch.setenv("BELLMAN_CACHE_DIR", "off")
+    from bellman.runners.offpolicy import CompiledOffPolicy
+
+    config = sac.SACConfig(buffer_size=123_457, learning_starts=10)
+    env = registry.resolve("Pendulum-v1").jax_env
+    runner = CompiledOffPolicy(sac, config, env, 2, 0, 100, 10)
+    runner.compile()
+    text = runner._compiled_chunk.result().as_text()
+    slots = buffers.slots_per_env(config.buffer_size, config.num_envs)
+    ring = re.compile(rf"= \w+\[[\d,]*\b{slots}\b[\d,]*\]\S* copy\(")
+    assert "while" in text and f"{slots}" in text  # the loop and the ring are in the program
+    assert [line.strip()[:120] for line in text.splitlines() if ring.search(line)] == []

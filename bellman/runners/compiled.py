@@ -2,10 +2,11 @@
 
 A runner family (`runners.onpolicy`, `runners.offpolicy`) gives two pure functions of one seed:
 `init_state(algo, config, env, total_updates, key)` and `update(algo, config, env, state)`, one
-iteration of its loop (rollout then learn; or collect, store, sample and learn). `run_updates` scans
-a chunk of updates; `CompiledRunner` compiles `jit(vmap(run_updates))` once and calls it chunk
-after chunk, so a chunk for every seed is a single call, while the driver logs, evaluates and
-checkpoints in between. Nothing leaves the device inside a chunk.
+iteration of its loop (rollout then learn; or collect, store, sample and learn). `run_updates`
+loops over a chunk of updates; `CompiledRunner` compiles `jit(shard_map(vmap(run_updates)))` once
+(each device runs its own seeds) and calls it chunk after chunk, so a chunk for every seed is a
+single call, while the driver logs, evaluates and checkpoints in between. Nothing leaves the
+device inside a chunk.
 """
 
 from __future__ import annotations
@@ -52,20 +53,36 @@ def run_updates(
     state: Any,
     update_ids: jax.Array,
 ) -> tuple[Any, dict[str, jax.Array]]:
-    """Run the updates numbered `update_ids` (`[C]`); ids >= total_updates are skipped.
+    """Run the updates numbered `update_ids` (`[C]`, consecutive); ids >= total_updates are
+    skipped (their metrics are zeros).
 
-    Skipping keeps every chunk the same length, so one compiled program serves the whole run.
-    The update's number is not batched over seeds, so a branch on it stays a branch under vmap.
-    """
+    Skipping keeps every chunk the same length, so one compiled program serves the whole run:
+    a loop over the first n ids, n = the ids below total_updates. The count is not batched over
+    seeds, so under vmap the loop stays one loop. (A branch between updating and skipping inside
+    a fixed-length loop made XLA copy the replay memory's rings around it.)"""
     metrics_shape = jax.eval_shape(lambda s: update(s, update_ids[0])[1], state)
+    rows = update_ids.shape[0]
+    zeros = jax.tree.map(lambda s: jnp.zeros((rows, *s.shape), s.dtype), metrics_shape)
 
-    def skip(state: Any, update_id: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
-        return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape)
+    def body(i: jax.Array, carry: tuple[Any, dict[str, jax.Array]]) -> Any:
+        state, out = carry
+        state, metrics = update(state, update_ids[i])
+        return state, jax.tree.map(lambda o, m: o.at[i].set(m), out, metrics)
 
-    def body(state: Any, update_id: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
-        return jax.lax.cond(update_id < total_updates, update, skip, state, update_id)
+    count = jnp.sum(update_ids < total_updates)
+    return jax.lax.fori_loop(0, count, body, (state, zeros))
 
-    return jax.lax.scan(body, state, update_ids)
+
+def per_device(fn: Callable[..., Any], runner: CompiledRunner) -> Any:
+    """`fn(state, update_ids)` run by each device on its own seeds (`shard_map`): nothing in a
+    chunk crosses devices. (Under a plain sharded `vmap`, an op that reduces over the seeds, like
+    the condition of a while loop whose seeds finish at different times, would make the devices
+    wait for each other at every step.)"""
+    mesh = runner.sharding.mesh
+    seeds, replicated = runner.sharding.spec, runner.replicated.spec
+    return jax.shard_map(
+        fn, mesh=mesh, in_specs=(seeds, replicated), out_specs=seeds, check_vma=False
+    )
 
 
 class CompiledRunner:
@@ -99,7 +116,7 @@ class CompiledRunner:
         update = functools.partial(family.update, algo, config, self.env)
         chunk = functools.partial(run_updates, update, total_updates)
         self._chunk = jax.jit(
-            over_seeds(chunk, seeds, (0, None)),
+            per_device(over_seeds(chunk, seeds // self.sharding.mesh.size, (0, None)), self),
             in_shardings=(self.sharding, self.replicated),
             out_shardings=self.sharding,
             donate_argnums=0,

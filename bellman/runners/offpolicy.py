@@ -3,11 +3,11 @@
 One update of the loop (the Cambridge lecture's training loop, with the static dataset replaced by
 an environment):
 
-    once enough steps are stored (learning_starts), gradient_steps times:
-        sample a minibatch from D; learn from it                               -> `learn_phase`
     for train_frequency steps of every env:
         a ~ pi_E(s)  (the algorithm's exploration policy)                      -> `collect`
         s', r, terminated, truncated = env.step(a); store the transition in D   -> `collect`
+    once enough steps are stored (learning_starts), gradient_steps times:
+        sample a minibatch from D; learn from it                               -> `learn_phase`
 
 `init_state` and `update` are pure functions of one seed's `RunnerState`, driven chunk after chunk
 for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOffPolicy` below). The
@@ -214,70 +214,65 @@ def _sample(config: Any, state: RunnerState, key: jax.Array, shape: tuple[int, .
 
 
 def learn_phase(
-    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState
+    algo: OffPolicyAlgorithm,
+    config: Any,
+    spec: EnvSpec,
+    state: RunnerState,
+    steps: jax.Array | int | None = None,
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
-    """`gradient_steps` gradient steps, each on a minibatch sampled from D."""
-    key, sample_key, learn_key = jax.random.split(state.key, 3)
-    learn_keys = jax.random.split(learn_key, config.gradient_steps)
-    shape = (config.gradient_steps, config.batch_size)
+    """`steps` gradient steps (`config.gradient_steps` unless given), each on a minibatch
+    sampled from D; with prioritised replay, the sampled transitions' priorities become their
+    new |TD errors|. Returns the metrics averaged over the steps (NaN where no step measured
+    one: TD3's actor loss between delayed actor steps, or no step at all).
 
-    if not config.prioritized:  # every minibatch drawn at once: D does not change meanwhile
+    One loop whose number of steps may be 0 (`learn_if_ready` before learning starts), rather
+    than a branch: the replay memory goes through the loop, so the next update's writes follow
+    its reads and XLA never copies the rings to keep their old contents for the reads (around a
+    branch, it copied the episode flags of the whole ring every update)."""
+    steps = config.gradient_steps if steps is None else steps
+    key, loop_key = jax.random.split(state.key)
+    learn_key = lambda i: jax.random.fold_in(loop_key, i)
+    metrics_shape = jax.eval_shape(
+        lambda s: algo.learn(
+            config, spec, s.algo, _sample(config, s, key, (config.batch_size,)), key
+        )[1],
+        state,
+    )
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), metrics_shape)
 
-        def step(algo_state: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, Any]:
-            batch, k = inputs
-            algo_state, metrics, _ = algo.learn(config, spec, algo_state, batch, k)
-            return algo_state, metrics
+    def step(i: jax.Array, carry: tuple[RunnerState, Any, Any]) -> tuple[RunnerState, Any, Any]:
+        state, total, count = carry
+        sample_key, k = jax.random.split(learn_key(i))
+        batch = _sample(config, state, sample_key, (config.batch_size,))
+        algo_state, metrics, td_error = algo.learn(config, spec, state.algo, batch, k)
+        buffer = state.buffer
+        if config.prioritized:
+            buffer = buffers.update_priorities(buffer, batch.index, td_error)
+        measured = jax.tree.map(lambda m: ~jnp.isnan(m), metrics)
+        total = jax.tree.map(lambda t, m, ok: t + jnp.where(ok, m, 0.0), total, metrics, measured)
+        count = jax.tree.map(lambda c, ok: c + ok, count, measured)
+        return state.replace(algo=algo_state, buffer=buffer), total, count
 
-        batches = _sample(config, state, sample_key, shape)
-        algo_state, metrics = jax.lax.scan(step, state.algo, (batches, learn_keys))
-        state = state.replace(algo=algo_state)
-    else:  # priorities change after every step, so each minibatch is drawn after the last
-
-        def prioritized_step(
-            state: RunnerState, keys: tuple[jax.Array, jax.Array]
-        ) -> tuple[RunnerState, Any]:
-            batch = _sample(config, state, keys[0], (config.batch_size,))
-            algo_state, metrics, td_error = algo.learn(config, spec, state.algo, batch, keys[1])
-            buffer = buffers.update_priorities(state.buffer, batch.index, td_error)
-            return state.replace(algo=algo_state, buffer=buffer), metrics
-
-        sample_keys = jax.random.split(sample_key, config.gradient_steps)
-        state, metrics = jax.lax.scan(prioritized_step, state, (sample_keys, learn_keys))
-    return state.replace(key=key), jax.tree.map(jnp.nanmean, metrics)  # NaN: not measured
+    state, total, count = jax.lax.fori_loop(0, steps, step, (state, zeros, zeros))
+    mean = jax.tree.map(
+        lambda t, c: jnp.where(c > 0, t / jnp.maximum(c, 1.0), jnp.nan), total, count
+    )
+    return state.replace(key=key), mean
 
 
 def learn_if_ready(
     algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, update_id: jax.Array
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
     """`learn_phase` once `learning_starts` steps are stored (and at least `n_step` per env, so
-    that a transition can be sampled); before that, nothing (metrics 0). Before update
+    that a transition can be sampled); before that, no gradient step (metrics 0). Before update
     `update_id` learns, update_id * train_frequency steps per env are stored; the number is the
-    same for every seed, so the branch stays a branch when seeds are vmapped."""
-    steps = update_id * config.num_envs * config.train_frequency
-    ready = steps >= max(config.learning_starts, config.num_envs * config.n_step)
-    # The branches take and return only what learning changes: the replay memory's observations
-    # pass in read-only, so XLA never copies them to carry them through the branch.
-    Learned = tuple[Any, jax.Array, jax.Array, jax.Array]
-
-    def learn(changing: Learned) -> tuple[Learned, dict[str, jax.Array]]:
-        algo_state, key, priority, max_priority = changing
-        buffer = state.buffer.replace(priority=priority, max_priority=max_priority)
-        new, metrics = learn_phase(
-            algo, config, spec, state.replace(algo=algo_state, key=key, buffer=buffer)
-        )
-        return (new.algo, new.key, new.buffer.priority, new.buffer.max_priority), metrics
-
-    changing = (state.algo, state.key, state.buffer.priority, state.buffer.max_priority)
-    shape = jax.eval_shape(learn, changing)[1]
-
-    def wait(changing: Learned) -> tuple[Learned, dict[str, jax.Array]]:
-        return changing, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shape)
-
-    if config.gradient_steps == 0:
-        return state, wait(changing)[1]
-    (algo_state, key, priority, max_priority), metrics = jax.lax.cond(ready, learn, wait, changing)
-    buffer = state.buffer.replace(priority=priority, max_priority=max_priority)
-    return state.replace(algo=algo_state, key=key, buffer=buffer), metrics
+    same for every seed, so the loop's length is not batched when seeds are vmapped."""
+    stored = update_id * config.num_envs * config.train_frequency
+    ready = stored >= max(config.learning_starts, config.num_envs * config.n_step)
+    ready = ready & (config.gradient_steps > 0)
+    steps = jnp.where(ready, config.gradient_steps, 0)
+    state, metrics = learn_phase(algo, config, spec, state, steps)
+    return state, jax.tree.map(lambda m: jnp.where(ready, m, 0.0), metrics)
 
 
 def progress_metrics(
@@ -295,12 +290,10 @@ def progress_metrics(
 def update(
     algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState, update_id: jax.Array
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
-    """Update `update_id`: learn from D (once enough is stored), then collect and store the next
-    `train_frequency` steps per env. (The loop rotated: collecting first would make XLA copy the
-    whole replay memory every update when `train_frequency` is 1, since the learning branch would
-    then read D right after it was written.)"""
-    state, metrics = learn_if_ready(algo, config, env.spec, state, update_id)
+    """Update `update_id`: collect and store the next `train_frequency` steps per env, then learn
+    from D (once enough is stored), as the host runner does."""
     state, totals = collect(algo, config, env, state)
+    state, metrics = learn_if_ready(algo, config, env.spec, state, update_id + 1)
     metrics = {
         **metrics,
         **progress_metrics(algo, config, state),
