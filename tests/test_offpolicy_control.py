@@ -271,7 +271,8 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
 def test_the_update_program_never_copies_the_replay_memory(monkeypatch) -> None:
     # Reading the ring while learning and writing it while collecting must not make XLA copy a
     # whole ring to keep its old contents: with 1,000,000 slots such copies took about a fifth
-    # of a SAC update's thread time. Checked on the compiled chunk program, with seeds split over devices.
+    # of a SAC update's thread time. Checked on the compiled chunk program, with seeds split
+    # over devices.
     monkeypatch.setenv("BELLMAN_CACHE_DIR", "off")
     from bellman.runners.offpolicy import CompiledOffPolicy
 
