@@ -86,7 +86,7 @@ check-base:
 check-latest:
 	rm -rf .venv-latest
 	python=$$(scripts/find-python) && $$python -m venv .venv-latest
-	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
 	rm -rf build
 	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager .
 	.venv-latest/bin/python -m pip check

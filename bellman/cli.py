@@ -9,7 +9,9 @@
 
 Every field of an algorithm's config is a flag (`--num-envs 8`), with the field's docstring as its
 help. Mistakes get one sentence on stderr and a non-zero exit: 2 for bad input, 1 for a failed run,
-130 for an interrupted one (which keeps its checkpoint).
+and for a run stopped by a signal the shell's code for it, 130 after SIGINT and 143 after SIGTERM.
+A training run stops at its next chunk boundary after either signal and saves a checkpoint first,
+so it can be resumed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -39,6 +43,15 @@ USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError, MDPError)
 
 class UsageError(BellmanError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM, outside a training loop (which saves a checkpoint first and stops on its own):
+    ends the command as SIGINT's KeyboardInterrupt does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -237,6 +250,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     setting_names = {f.name for f in dataclasses.fields(RunSettings)}
     given = {k: v for k, v in vars(args).items() if k in config_names | setting_names}
     progress = not args.quiet
+    if progress:
+        from bellman.experiment.progress import line_interval
+
+        line_interval()  # a bad BELLMAN_PROGRESS_INTERVAL is named before the run starts
     if args.resume:
         if given or args.out:
             flags = ", ".join(_flag(k) for k in sorted(given) + (["out"] if args.out else []))
@@ -367,6 +384,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         _check_algo_name(argv)
         args = build_parser().parse_args(argv)
@@ -378,11 +397,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"bellman: error: {exc}", file=sys.stderr)
         if isinstance(exc, Interrupted):
-            return 130
+            return 128 + exc.signum
         return 2 if isinstance(exc, (UsageError, *USAGE_ERRORS)) else 1
     except KeyboardInterrupt:
         print("bellman: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Terminated:
+        print("bellman: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except ModuleNotFoundError as exc:
+        if (exc.name or "bellman").partition(".")[0] == "bellman":
+            raise  # bellman's own module: a bug, with its traceback
+        print(
+            f"bellman: error: a package bellman needs is missing ({exc}); this install is "
+            "incomplete: reinstall bellman (in a checkout: make clean install)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

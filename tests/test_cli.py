@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,14 @@ from tests.conftest import run_cli
 SMALL = ["--steps", "4096", "--eval-episodes", "3", "--evals", "2", "--num-envs", "4"]
 
 
+# the plain progress lines a run prints when stderr is not a terminal (bellman.experiment.progress)
+PROGRESS = re.compile(r"^\S+ \S+ x\d+: (compiling\.\.\.|evaluating\.\.\.|step [\d,]+/)")
+
+
 def assert_one_sentence_error(result, *fragments: str, code: int = 2) -> None:
     assert result.returncode == code, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if not PROGRESS.match(line)]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("bellman: error: ")
     assert "Traceback" not in result.stderr

@@ -31,7 +31,11 @@ def names(page: Path) -> list[str]:
 
 def paths(page: Path) -> list[str]:
     found = re.findall(r"`([^`\s]+)`", page.read_text())
-    return [p for p in found if re.fullmatch(r"(bellman|tests|docs|benchmarks)/[\w/.]+", p)]
+    return [
+        p
+        for p in found
+        if re.fullmatch(r"(bellman|tests|docs|benchmarks|scripts|requirements)/[\w/.]+", p)
+    ]
 
 
 def resolve(name: str) -> object:

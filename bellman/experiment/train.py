@@ -57,6 +57,10 @@ POLICY_PLOT = "policy.png"
 class Interrupted(BellmanError):
     """The run was stopped by a signal after saving a checkpoint."""
 
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
 
 @dataclass
 class Run:
@@ -259,9 +263,10 @@ class Trainer:
                             last_saved = update
                         if stop.signal is not None and not finished:
                             raise Interrupted(
-                                f"stopped by signal {stop.signal} at step {step:,}; the run is "
-                                f"saved: continue it with bellman train {self.info.name} "
-                                f"--resume {self.run_dir.path}"
+                                f"stopped by {signal.Signals(stop.signal).name} at step "
+                                f"{step:,}; the run is saved: continue it with bellman train "
+                                f"{self.info.name} --resume {self.run_dir.path}",
+                                stop.signal,
                             )
                 if last_saved != update:
                     self.save_checkpoint(state, update)
