@@ -19,6 +19,8 @@ def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Identical programs compiled by different tests (and subprocesses) compile once."""
     path = tmp_path_factory.mktemp("bellman-cache")
     os.environ["BELLMAN_CACHE_DIR"] = str(path)
+    # the cache's key (bellman.runners.programs), kept out of the user's home as well
+    os.environ["BELLMAN_CACHE_KEY_FILE"] = str(tmp_path_factory.mktemp("bellman-key") / "key")
     return path
 
 
