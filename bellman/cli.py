@@ -22,7 +22,9 @@ import json
 import signal
 import sys
 import threading
+import traceback
 import typing
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -30,15 +32,17 @@ from bellman import __version__, algos
 from bellman import config as cfg
 from bellman.errors import (
     BellmanError,
+    BellmanWarning,
     ConfigError,
     EnvError,
     MDPError,
     UnknownNameError,
+    UntrustedCodeError,
     closest,
 )
 from bellman.experiment.settings import RunSettings
 
-USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError, MDPError)
+USAGE_ERRORS = (ConfigError, UnknownNameError, EnvError, MDPError, UntrustedCodeError)
 
 
 class UsageError(BellmanError):
@@ -117,6 +121,12 @@ def build_parser() -> Parser:
         description="Deep reinforcement learning in JAX: train, evaluate, solve, list.",
     )
     parser.add_argument("--version", action="version", version=f"bellman {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback (with its causes) before the sentence; "
+        "accepted anywhere on the command line",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
@@ -143,6 +153,12 @@ def build_parser() -> Parser:
             default=None,
             help="continue a stopped or killed run from its newest checkpoint, with its settings",
         )
+        sub.add_argument(
+            "--trust-env",
+            action="store_true",
+            help="with --resume: allow importing the module of a run's module:Class env (a run "
+            "directory is data; its code runs only when you say so)",
+        )
         sub.add_argument("--quiet", action="store_true", help="no progress bar or result table")
         add_dataclass_flags(
             sub, info.module.Config, title=f"{info.name} config", defaults=info.defaults
@@ -161,9 +177,20 @@ def build_parser() -> Parser:
         default=None,
         help="evaluate in the JAX env or in its gymnasium twin (default: the training backend)",
     )
-    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    ev.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the evaluation episodes, 0 to 4,294,967,295 (default: 0)",
+    )
     ev.add_argument("--video", action="store_true", help="record one episode to RUN_DIR/videos/")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument(
+        "--trust-env",
+        action="store_true",
+        help="allow importing the module of the run's module:Class env (a run directory is "
+        "data; its code runs only when you say so)",
+    )
 
     add_solve_parser(commands)
 
@@ -193,7 +220,7 @@ def add_solve_parser(commands: Any) -> None:
         type=int,
         default=None,
         help="run exactly N sweeps (improvement steps for policy-iteration) instead of "
-        "stopping at convergence",
+        "stopping at convergence; N from 0 to 1,000,000",
     )
     sv.add_argument(
         "--show",
@@ -254,11 +281,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from bellman.experiment.progress import line_interval
 
         line_interval()  # a bad BELLMAN_PROGRESS_INTERVAL is named before the run starts
+    if args.trust_env and not args.resume:
+        raise UsageError("--trust-env applies to --resume (a new run trusts the env it is given)")
     if args.resume:
         if given or args.out:
             flags = ", ".join(_flag(k) for k in sorted(given) + (["out"] if args.out else []))
             raise UsageError(f"--resume continues a run with its saved settings; drop {flags}")
-        run = training.resume(args.resume, algo=args.algo, progress=progress)
+        run = training.resume(
+            args.resume, algo=args.algo, progress=progress, trust_env=args.trust_env
+        )
     else:
         if "env" not in given:
             raise UsageError("the --env flag is required (see: bellman list envs)")
@@ -305,14 +336,13 @@ def print_result(summary: dict[str, Any]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from bellman.experiment.evaluate import evaluate_run
 
-    if args.episodes < 1:
-        raise UsageError("--episodes must be at least 1")
     result = evaluate_run(
         args.run_dir,
         episodes=args.episodes,
         backend=args.backend,
         video=args.video,
         seed=args.seed,
+        trust_env=args.trust_env,
     )
     if args.json:
         print(json.dumps(result))
@@ -334,8 +364,10 @@ def _iterations_to_show(text: str) -> list[int]:
         show = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UsageError(f"--show takes iteration numbers like 1,2,3,10, not '{text}'") from None
-    if any(k < 0 for k in show):
-        raise UsageError("--show takes iteration numbers >= 0")
+    from bellman.algos.dp import MAX_ITERATIONS
+
+    if any(not 0 <= k <= MAX_ITERATIONS for k in show):
+        raise UsageError(f"--show takes iteration numbers >= 0 and <= {MAX_ITERATIONS:,}")
     return show
 
 
@@ -382,19 +414,53 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """BellmanWarnings as one `bellman: warning:` line; other warnings as Python shows them."""
+    if issubclass(category, BellmanWarning):
+        print(f"bellman: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _print_debug(exc: BaseException) -> None:
+    """The whole traceback of `exc`, with the causes a one-sentence error hides (`from None`)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        cause.__suppress_context__ = False
+        cause = cause.__cause__ or cause.__context__
+    traceback.print_exception(exc, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        _check_algo_name(argv)
-        args = build_parser().parse_args(argv)
-        handlers = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}
-        handler = handlers[args.command]
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", BellmanWarning)
+            warnings.showwarning = _show_warning
+            _check_algo_name(argv)
+            args = build_parser().parse_args(argv)
+            handlers = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}
+            handler = handlers[args.command]
+            return handler(args)
     except BellmanError as exc:
         from bellman.experiment.train import Interrupted
 
+        if debug:
+            _print_debug(exc)
         print(f"bellman: error: {exc}", file=sys.stderr)
         if isinstance(exc, Interrupted):
             return 128 + exc.signum
@@ -406,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bellman: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     except ModuleNotFoundError as exc:
-        if (exc.name or "bellman").partition(".")[0] == "bellman":
+        if debug or (exc.name or "bellman").partition(".")[0] == "bellman":
             raise  # bellman's own module: a bug, with its traceback
         print(
             f"bellman: error: a package bellman needs is missing ({exc}); this install is "

@@ -38,6 +38,16 @@ class TrainingDiverged(BellmanError):
     """The loss or the parameters became NaN or infinite; the last good checkpoint is kept."""
 
 
+class UntrustedCodeError(BellmanError):
+    """A run directory names user code (a `module:Class` env) that opening it would import; it
+    is imported only when the user says so (`--trust-env`, `trust_env=True`)."""
+
+
+class BellmanWarning(UserWarning):
+    """Something the user should know that did not stop the command (a damaged checkpoint
+    skipped, a damaged metrics line); the CLI prints it as one `bellman: warning:` line."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """A ' (did you mean: a, b?)' suffix naming the candidates closest to `name`, or ''."""
     pool = list(candidates)

@@ -26,6 +26,9 @@ from bellman.ops import normalization
 
 Distribution = Categorical | DiagGaussian | TanhGaussian
 
+LOG_STD_BOUND = 20.0
+"""`init_log_std` lies in [-20, 20]: standard deviations from 2e-9 to 5e8, far inside float32."""
+
 
 class NetworkConfig(Protocol):
     """The config fields this module reads (PPOConfig, A2CConfig and ReinforceConfig have them)."""
@@ -49,6 +52,7 @@ def validate(config: NetworkConfig) -> None:
         "hidden_sizes must be one or more positive widths",
     )
     cfg.require(config.activation in ACTIVATIONS, f"unknown activation '{config.activation}'")
+    cfg.within(config, -LOG_STD_BOUND, LOG_STD_BOUND, "init_log_std")
 
 
 def check_env(algo: str, config: NetworkConfig, spec: EnvSpec) -> None:

@@ -41,7 +41,7 @@ def test_truncated_file_is_detected(tmp_path: Path) -> None:
     ckpt.save(path, parts(), {"update": 1})
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"update_000000001\.ckpt is truncated or corrupted"):
+    with pytest.raises(CheckpointError, match=r"update_000000001\.ckpt is damaged"):
         ckpt.load(path, jax.eval_shape(parts))
 
 

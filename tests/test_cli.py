@@ -175,13 +175,20 @@ def test_resume_refuses_new_settings(run_dir: Path) -> None:
     assert_one_sentence_error(result, "drop --learning-rate")
 
 
-def test_corrupted_checkpoint_is_named(run_dir: Path, tmp_path: Path) -> None:
+def test_corrupted_checkpoints_are_named(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    newest = sorted((copy / "checkpoints").glob("update_*.ckpt"))[-1]
+    older, newest = sorted((copy / "checkpoints").glob("update_*.ckpt"))[-2:]
     newest.write_bytes(newest.read_bytes()[:-50])
+    result = run_cli("eval", str(copy), "--episodes", "2", "--json")
+    assert result.returncode == 0, result.stderr  # the older one is intact: it is used
+    assert result.stderr.strip() == (
+        f"bellman: warning: checkpoint {newest} is damaged (its checksum does not match: "
+        f"truncated or altered); using {older.name}"
+    )
+    older.write_bytes(older.read_bytes()[:-50])
     result = run_cli("eval", str(copy))
-    assert_one_sentence_error(result, newest.name, "truncated or corrupted", code=1)
+    assert_one_sentence_error(result, "no intact checkpoint", newest.name, older.name, code=1)
 
 
 def test_nan_loss_stops_the_run_and_keeps_a_checkpoint(tmp_path: Path) -> None:

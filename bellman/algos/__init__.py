@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from bellman.algos import a2c, ddpg, dqn, ppo, reinforce, sac, tabular
-from bellman.errors import UnknownNameError, closest
+from bellman.errors import ConfigError, UnknownNameError, closest
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,16 @@ class AlgoInfo:
     def make_config(self) -> Any:
         """The config this name trains with by default."""
         return dataclasses.replace(self.module.Config(), **self.defaults)
+
+    def check_config(self, config: Any) -> Any:
+        """`config` if it is this algorithm's config class, else ConfigError."""
+        cls = self.module.Config
+        if not isinstance(config, cls):
+            raise ConfigError(
+                f"config must be a {cls.__name__} ({self.module.__name__}.Config) for "
+                f"{self.name}, not {type(config).__name__}"
+            )
+        return config
 
 
 def _tabular(method: str, summary: str) -> AlgoInfo:
@@ -91,6 +101,8 @@ ALGOS: dict[str, AlgoInfo] = {
 
 def get(name: str) -> AlgoInfo:
     """The algorithm registered as `name`, or UnknownNameError with the closest names."""
+    if not isinstance(name, str):
+        raise ConfigError(f"algo must be a name ({', '.join(ALGOS)}), not {name!r}")
     key = name.lower()
     if key not in ALGOS:
         raise UnknownNameError(f"unknown algorithm '{name}'" + closest(name, ALGOS))

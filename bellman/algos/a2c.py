@@ -52,7 +52,7 @@ class A2CConfig:
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     """RMSProp (decay 0.99, epsilon 1e-5 outside the root, as in Baselines) or Adam."""
     rms_decay: float = 0.99
-    """RMSProp's decay of the mean squared gradient."""
+    """RMSProp's decay of the mean squared gradient, in (0, 1)."""
     optimizer_eps: float = 1e-5
     """RMSProp's or Adam's epsilon."""
     gamma: float = 0.99
@@ -76,23 +76,25 @@ class A2CConfig:
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "tanh"
     """Activation of the hidden layers."""
     init_log_std: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (continuous actions only)."""
+    """Initial log standard deviation of the Gaussian policy, in [-20, 20] (continuous actions
+    only)."""
     squash: bool = False
     """Squash the Gaussian's sample with tanh into the action bounds (continuous actions only)."""
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range."""
-        for name in ("num_envs", "num_steps"):
-            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
-        cfg.require(self.optimizer in ("rmsprop", "adam"), "optimizer must be rmsprop or adam")
-        cfg.require(0 < self.rms_decay < 1, "rms_decay must lie in (0, 1)")
-        cfg.require(self.optimizer_eps > 0, "optimizer_eps must be positive")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 <= self.gae_lambda <= 1, "gae_lambda must lie in [0, 1]")
-        cfg.require(self.ent_coef >= 0, "ent_coef must not be negative")
-        cfg.require(self.vf_coef >= 0, "vf_coef must not be negative")
-        cfg.require(self.max_grad_norm > 0, "max_grad_norm must be positive")
+        """Raise ConfigError for a setting of the wrong type or out of range."""
+        cfg.check_fields(self)
+        cfg.at_least(self, 1, "num_envs", "num_steps")
+        cfg.product_at_most(
+            self,
+            ("num_envs", "num_steps"),
+            cfg.INT32_MAX,
+            "bellman counts steps in 32-bit integers",
+        )
+        cfg.positive(self, "learning_rate", "optimizer_eps", "max_grad_norm")
+        cfg.require(0 < self.rms_decay < 1, f"rms_decay must lie in (0, 1), not {self.rms_decay!r}")
+        cfg.within(self, 0, 1, "gamma", "gae_lambda")
+        cfg.at_least(self, 0, "ent_coef", "vf_coef")
         policies.validate(self)
 
 

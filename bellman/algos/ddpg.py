@@ -51,7 +51,7 @@ class DDPGConfig:
     num_envs: int = 1
     """Parallel environments per seed."""
     buffer_size: int = 1_000_000
-    """Transitions the replay memory keeps."""
+    """Transitions the replay memory keeps (as many as fit in memory, for all seeds)."""
     batch_size: int = 256
     """Transitions per gradient step."""
     learning_rate: float = 1e-3
@@ -61,7 +61,7 @@ class DDPGConfig:
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
-    """Soft target update theta' <- tau theta + (1 - tau) theta'."""
+    """Soft target update theta' <- tau theta + (1 - tau) theta', tau in (0, 1]."""
     learning_starts: int = 1_000
     """Env steps (summed over envs) taken with uniform random actions before learning."""
     train_frequency: int = 1
@@ -92,7 +92,8 @@ class DDPGConfig:
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "relu"
     """Activation of the hidden layers."""
     n_step: int = 1
-    """n-step returns for the critic's target."""
+    """n-step returns for the critic's target, n from 1 to 100 (and at most buffer_size /
+    num_envs)."""
     prioritized: bool = False
     """Prioritised replay, proportional to |TD error|^alpha (of the first critic)."""
     priority_alpha: float = 0.6
@@ -108,13 +109,19 @@ class DDPGConfig:
         return self.train_frequency
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range."""
+        """Raise ConfigError for a setting of the wrong type or out of range."""
         offpolicy.validate_loop(self)
-        cfg.require(self.policy_delay >= 1, "policy_delay must be at least 1")
-        cfg.require(self.actor_learning_rate >= 0, "actor_learning_rate must not be negative")
-        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
-            cfg.require(getattr(self, name) >= 0, f"{name} must not be negative")
-        cfg.require(self.ou_theta >= 0 and self.ou_dt > 0, "ou_theta >= 0 and ou_dt > 0")
+        cfg.at_least(self, 1, "policy_delay")
+        cfg.at_least(
+            self,
+            0,
+            "actor_learning_rate",
+            "exploration_noise",
+            "target_noise",
+            "target_noise_clip",
+            "ou_theta",
+        )
+        cfg.positive(self, "ou_dt")
 
 
 Config = DDPGConfig

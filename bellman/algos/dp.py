@@ -16,6 +16,7 @@ Conventions (docs/algorithms/dp.md lists them all):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.errors import ConfigError, closest
 from bellman.mdp import FiniteMDP, best, best_action
@@ -43,6 +45,9 @@ MAX_SWEEPS = 10_000
 """`solve`'s cap on sweeps (value iteration, policy evaluation) when no `iterations` is given."""
 MAX_IMPROVEMENTS = 1_000
 """`solve`'s cap on policy iteration's improvement steps."""
+MAX_ITERATIONS = 1_000_000
+"""The most iterations `solve` runs when asked for an exact number: it keeps V_k of every
+iteration (`history`, for `--show` and the animation), and a run that long has long converged."""
 ROUNDING = 8.0
 """A change below ROUNDING float epsilons of max |V| counts as converged: float32 sweeps can
 oscillate by an ulp forever, so a tol below the rounding of the values would never stop."""
@@ -385,6 +390,28 @@ def _check_policy(mdp: FiniteMDP, policy: Any) -> np.ndarray:
     return p.astype(np.float64)
 
 
+def check_arguments(
+    method: Any, iterations: Any = None, tol: Any = DEFAULT_TOL, in_place: Any = False
+) -> None:
+    """Raise ConfigError for `solve`'s settings of the wrong type, out of range or not fitting
+    the method; none needs the MDP, so `bellman solve` checks them before reading the env."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ConfigError(f"unknown planning method {method!r}" + closest(str(method), METHODS))
+    if iterations is not None:
+        if not cfg.is_int(iterations):
+            raise ConfigError(f"iterations must be an int or None, not {iterations!r}")
+        cfg.require(iterations >= 0, f"iterations must be >= 0, not {iterations:,}")
+        cfg.at_most("iterations", iterations, MAX_ITERATIONS, "solve keeps V_k of every iteration")
+    if iterations is not None and method == "exact-evaluation":
+        raise ConfigError("exact-evaluation solves a linear system: it has no iterations")
+    tol = cfg.check_number("tol", tol)
+    cfg.require(math.isfinite(tol) and tol >= 0, f"tol must be a finite number >= 0, not {tol:g}")
+    if not isinstance(in_place, bool):
+        raise ConfigError(f"in_place must be True or False, not {in_place!r}")
+    if in_place and method != "policy-evaluation":
+        raise ConfigError("in-place sweeps apply to policy-evaluation only")
+
+
 _jitted: dict[str, Callable[..., Any]] = {}
 
 
@@ -419,16 +446,7 @@ def solve(
         ConfigError: an unknown method or a setting that does not fit it.
         MDPError: gamma = 1 with a policy (or an MDP) whose episodes need not end.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown planning method '{method}'" + closest(method, METHODS))
-    if iterations is not None and iterations < 0:
-        raise ConfigError(f"iterations must be >= 0, not {iterations}")
-    if iterations is not None and method == "exact-evaluation":
-        raise ConfigError("exact-evaluation solves a linear system: it has no iterations")
-    if tol < 0:
-        raise ConfigError(f"tol must be >= 0, not {tol:g}")
-    if in_place and method != "policy-evaluation":
-        raise ConfigError("in-place sweeps apply to policy-evaluation only")
+    check_arguments(method, iterations, tol, in_place)
     if policy is not None and method in ("value-iteration", "q-value-iteration"):
         raise ConfigError(f"{method} takes no policy: it finds the optimal one")
     probs = None if policy is None else _check_policy(mdp, policy)
@@ -445,6 +463,10 @@ def solve(
         tol = 0.0
     cap = MAX_IMPROVEMENTS if method == "policy-iteration" else MAX_SWEEPS
     limit = cap if iterations is None else iterations
+    history = (limit + 1) * mdp.num_states * mdp.transitions.dtype.itemsize
+    cfg.require_memory(
+        "the history of V_k", history, f"{limit + 1:,} iterations x {mdp.num_states:,} states"
+    )
 
     start = time.perf_counter()
     if method == "exact-evaluation":

@@ -51,7 +51,8 @@ class DQNConfig:
     num_envs: int = 10
     """Parallel environments per seed."""
     buffer_size: int = 10_000
-    """Transitions the replay memory keeps (the newest; split evenly over the envs)."""
+    """Transitions the replay memory keeps (the newest; split evenly over the envs; as many as
+    fit in memory, for all seeds)."""
     batch_size: int = 128
     """Transitions per gradient step."""
     learning_rate: float = 2.5e-4
@@ -72,8 +73,8 @@ class DQNConfig:
     target_update_interval: int = 20
     """Gradient steps between target-network updates (C); 1 updates it after every step."""
     tau: float = 1.0
-    """Target update theta^- <- tau theta + (1 - tau) theta^-: 1 copies (the paper), < 1 is
-    Polyak averaging."""
+    """Target update theta^- <- tau theta + (1 - tau) theta^-, tau in (0, 1]: 1 copies (the
+    paper), < 1 is Polyak averaging."""
     exploration_initial_eps: float = 1.0
     """Epsilon at the start."""
     exploration_final_eps: float = 0.05
@@ -89,7 +90,8 @@ class DQNConfig:
     dueling: bool = False
     """Dueling heads (Wang et al., 2016): Q = V + A - mean_a A."""
     n_step: int = 1
-    """n-step returns: sum_{k<n} gamma^k r_{t+k} + gamma^n max_a Q^(s_{t+n}, a)."""
+    """n-step returns: sum_{k<n} gamma^k r_{t+k} + gamma^n max_a Q^(s_{t+n}, a); n from 1 to 100
+    (and at most buffer_size / num_envs)."""
     prioritized: bool = False
     """Prioritised replay (Schaul et al., 2016), proportional to |TD error|^alpha."""
     priority_alpha: float = 0.6
@@ -120,14 +122,21 @@ class DQNConfig:
         return self.train_frequency
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range or inconsistent with another."""
+        """Raise ConfigError for a setting of the wrong type, out of range or inconsistent with
+        another."""
         offpolicy.validate_loop(self)
-        cfg.require(self.target_update_interval >= 1, "target_update_interval must be at least 1")
-        cfg.require(self.adam_eps > 0, "adam_eps must be positive")
-        for name in ("exploration_initial_eps", "exploration_final_eps", "eval_epsilon"):
-            cfg.require(0 <= getattr(self, name) <= 1, f"{name} must lie in [0, 1]")
-        cfg.require(0 <= self.exploration_fraction <= 1, "exploration_fraction must lie in [0, 1]")
-        cfg.require(self.max_grad_norm >= 0, "max_grad_norm must not be negative")
+        cfg.at_least(self, 1, "target_update_interval")
+        cfg.positive(self, "adam_eps")
+        cfg.within(
+            self,
+            0,
+            1,
+            "exploration_initial_eps",
+            "exploration_final_eps",
+            "exploration_fraction",
+            "eval_epsilon",
+        )
+        cfg.at_least(self, 0, "max_grad_norm", "final_init_std")
 
 
 Config = DQNConfig
@@ -184,6 +193,11 @@ def preset_for(spec: EnvSpec) -> str | None:
     return "atari" if spec.frame_stack > 1 else None
 
 
+NATURE_MIN_SIZE = 36
+"""The smallest frame side the nature network's convolutions (8 stride 4, 4 stride 2, 3 stride 1)
+leave a pixel of."""
+
+
 def check_env(config: DQNConfig, spec: EnvSpec) -> None:
     """Raise EnvError if DQN cannot act in the env (it needs finitely many actions)."""
     if not isinstance(spec.action_space, Discrete):
@@ -191,10 +205,21 @@ def check_env(config: DQNConfig, spec: EnvSpec) -> None:
             f"dqn needs finitely many actions, but '{spec.id}' has the action space "
             f"{describe(spec.action_space)}; try ddpg, td3, sac or ppo, or discretise the actions"
         )
-    if config.network == "nature" and len(spec.obs_shape) != 3:
+    torso, shape = torso_of(config, spec), spec.obs_shape
+    if torso == "nature" and not (len(shape) == 3 and min(shape[1:]) >= NATURE_MIN_SIZE):
         raise EnvError(
-            f"the nature network reads stacked frames [4, 84, 84], but '{spec.id}' observes "
-            f"shape {spec.obs_shape}"
+            f"the nature network reads stacked frames [4, 84, 84] (at least {NATURE_MIN_SIZE} "
+            f"pixels a side), but '{spec.id}' observes shape {shape}"
+        )
+    if torso == "minatar" and not (len(shape) == 3 and min(shape[:2]) >= 3):
+        raise EnvError(
+            f"the minatar network reads grids of channels [10, 10, C] (at least 3 cells a "
+            f"side), but '{spec.id}' observes shape {shape}"
+        )
+    if torso == "mlp" and len(shape) == 3:
+        raise EnvError(
+            f"the mlp network reads flat observations, but '{spec.id}' observes images of shape "
+            f"{shape}: use network auto, nature or minatar"
         )
 
 

@@ -92,7 +92,8 @@ class PPOConfig:
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "tanh"
     """Activation of the hidden layers."""
     init_log_std: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (continuous actions only)."""
+    """Initial log standard deviation of the Gaussian policy, in [-20, 20] (continuous actions
+    only)."""
     squash: bool = False
     """Squash the Gaussian's sample with tanh into the action bounds (continuous actions only)."""
 
@@ -106,25 +107,26 @@ class PPOConfig:
         return self.batch_size // self.num_minibatches
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range or inconsistent with another."""
-        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):
-            cfg.require(getattr(self, name) >= 1, f"{name} must be at least 1")
+        """Raise ConfigError for a setting of the wrong type, out of range or inconsistent with
+        another."""
+        cfg.check_fields(self)
+        cfg.at_least(self, 1, "num_envs", "num_steps", "num_epochs", "num_minibatches")
+        cfg.product_at_most(
+            self,
+            ("num_envs", "num_steps"),
+            cfg.INT32_MAX,
+            "bellman counts steps in 32-bit integers",
+        )
         cfg.require(
             self.batch_size % self.num_minibatches == 0,
             f"num_minibatches ({self.num_minibatches}) must divide the rollout's "
             f"num_envs * num_steps = {self.batch_size} transitions",
         )
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
-        cfg.require(self.adam_eps > 0, "adam_eps must be positive")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 <= self.gae_lambda <= 1, "gae_lambda must lie in [0, 1]")
-        cfg.require(self.objective in ("clip", "kl"), "objective must be clip or kl")
-        cfg.require(self.clip_eps > 0, "clip_eps must be positive")
-        cfg.require(self.kl_target > 0, "kl_target must be positive")
-        cfg.require(self.kl_beta > 0, "kl_beta must be positive")
-        cfg.require(self.ent_coef >= 0, "ent_coef must not be negative")
-        cfg.require(self.vf_coef >= 0, "vf_coef must not be negative")
-        cfg.require(self.max_grad_norm > 0, "max_grad_norm must be positive")
+        cfg.positive(
+            self, "learning_rate", "adam_eps", "clip_eps", "kl_target", "kl_beta", "max_grad_norm"
+        )
+        cfg.within(self, 0, 1, "gamma", "gae_lambda")
+        cfg.at_least(self, 0, "ent_coef", "vf_coef")
         policies.validate(self)
 
 

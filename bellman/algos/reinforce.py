@@ -72,21 +72,28 @@ class ReinforceConfig:
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "tanh"
     """Activation of the hidden layers."""
     init_log_std: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (continuous actions only)."""
+    """Initial log standard deviation of the Gaussian policy, in [-20, 20] (continuous actions
+    only)."""
     squash: bool = False
     """Squash the Gaussian's sample with tanh into the action bounds (continuous actions only)."""
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range."""
-        cfg.require(self.num_envs >= 1, "num_envs must be at least 1")
-        cfg.require(self.num_steps >= 0, "num_steps must not be negative (0: the time limit)")
-        cfg.require(self.learning_rate > 0, "learning_rate must be positive")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
+        """Raise ConfigError for a setting of the wrong type or out of range."""
+        cfg.check_fields(self)
+        cfg.at_least(self, 1, "num_envs")
         cfg.require(
-            self.baseline in ("none", "mean", "learned"), "baseline must be none, mean or learned"
+            self.num_steps >= 0,
+            f"num_steps must be at least 0 (0: the time limit), not {self.num_steps:,}",
         )
-        cfg.require(self.vf_coef >= 0, "vf_coef must not be negative")
-        cfg.require(self.ent_coef >= 0, "ent_coef must not be negative")
+        cfg.product_at_most(
+            self,
+            ("num_envs", "num_steps"),
+            cfg.INT32_MAX,
+            "bellman counts steps in 32-bit integers",
+        )
+        cfg.positive(self, "learning_rate")
+        cfg.within(self, 0, 1, "gamma")
+        cfg.at_least(self, 0, "vf_coef", "ent_coef")
         policies.validate(self)
 
 

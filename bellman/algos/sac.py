@@ -56,7 +56,7 @@ class SACConfig:
     num_envs: int = 1
     """Parallel environments per seed."""
     buffer_size: int = 1_000_000
-    """Transitions the replay memory keeps."""
+    """Transitions the replay memory keeps (as many as fit in memory, for all seeds)."""
     batch_size: int = 256
     """Transitions per gradient step."""
     learning_rate: float = 3e-4
@@ -64,7 +64,7 @@ class SACConfig:
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
-    """Soft target update phi' <- tau phi + (1 - tau) phi'."""
+    """Soft target update phi' <- tau phi + (1 - tau) phi', tau in (0, 1]."""
     learning_starts: int = 5_000
     """Env steps (summed over envs) taken with uniform random actions before learning."""
     train_frequency: int = 1
@@ -82,7 +82,8 @@ class SACConfig:
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "relu"
     """Activation of the hidden layers."""
     n_step: int = 1
-    """n-step returns for the critics' target."""
+    """n-step returns for the critics' target, n from 1 to 100 (and at most buffer_size /
+    num_envs)."""
     prioritized: bool = False
     """Prioritised replay, proportional to |TD error|^alpha (of the first critic)."""
     priority_alpha: float = 0.6
@@ -98,9 +99,9 @@ class SACConfig:
         return self.train_frequency
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range."""
+        """Raise ConfigError for a setting of the wrong type or out of range."""
         offpolicy.validate_loop(self)
-        cfg.require(self.alpha > 0, "alpha must be positive")
+        cfg.positive(self, "alpha")
 
 
 Config = SACConfig

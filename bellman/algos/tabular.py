@@ -43,13 +43,14 @@ class TabularConfig:
     method: Method = "q-learning"
     """Which update: q-learning, sarsa, expected-sarsa, or td0 (prediction of the random policy)."""
     alpha: float = 0.1
-    """Step size alpha of the update."""
+    """Step size alpha of the update, in (0, 1]."""
     gamma: float = 0.99
     """Discount factor."""
     epsilon: float = 0.1
     """Exploration rate of the epsilon-greedy behaviour policy (after the decay, if any)."""
     epsilon_decay_steps: int = 0
-    """Env steps over which epsilon decays linearly from 1 to `epsilon`; 0: constant epsilon."""
+    """Env steps over which epsilon decays linearly from 1 to `epsilon`; 0: constant epsilon
+    (at most 2,147,483,647)."""
     initial_value: float = 0.0
     """Q_0(s, a) (and V_0(s)) of every state and action."""
     objective: Literal["reward", "cost"] = "reward"
@@ -68,12 +69,15 @@ class TabularConfig:
         return self.objective == "cost"
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range."""
-        cfg.require(0 < self.alpha <= 1, "alpha must lie in (0, 1]")
-        cfg.require(0 <= self.gamma <= 1, "gamma must lie in [0, 1]")
-        cfg.require(0 <= self.epsilon <= 1, "epsilon must lie in [0, 1]")
-        cfg.require(self.epsilon_decay_steps >= 0, "epsilon_decay_steps must not be negative")
-        cfg.require(self.num_envs >= 1, "num_envs must be at least 1")
+        """Raise ConfigError for a setting of the wrong type or out of range."""
+        cfg.check_fields(
+            self,
+            {"epsilon_decay_steps": (cfg.INT32_MAX, "bellman counts steps in 32-bit integers")},
+        )
+        cfg.within(self, 0, 1, "alpha", open_low=True)
+        cfg.within(self, 0, 1, "gamma", "epsilon")
+        cfg.at_least(self, 0, "epsilon_decay_steps")
+        cfg.at_least(self, 1, "num_envs")
 
 
 Config = TabularConfig

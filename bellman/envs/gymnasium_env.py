@@ -4,6 +4,9 @@ Works for every registered id (`CartPole-v1`, `LunarLander-v3`, `ALE/Breakout-v5
 user's own class given as `module:Class`, so an env written the gymnasium way trains unchanged.
 Vector envs run in gymnasium's SAME_STEP autoreset mode: an episode that ends is reset within the
 same step, and its true last observation comes back as `final_obs`, as in the JAX protocol.
+
+A call into an env's code that fails, and a NaN or infinite observation or reward, stop here
+with one sentence naming the env (`bellman.envs.guard`), before a learner sees anything.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from bellman.envs import guard
 from bellman.envs.core import TimeStep
 from bellman.envs.spaces import ActionSpace, Box, Discrete, EnvSpec, Other
+from bellman.errors import EnvError
 
 EnvFactory = Callable[..., gym.Env]
 MAX_BOUNDS = 1024
@@ -99,21 +104,39 @@ class GymnasiumVectorEnv:
 
     def __init__(self, env_id: str, make_env: EnvFactory, num_envs: int):
         factory = lambda: prepare(make_env())
-        self.envs = gym.vector.SyncVectorEnv(
-            [factory for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+        self.env_id = env_id
+        with guard.EnvCall(env_id, "__init__"):
+            self.envs = gym.vector.SyncVectorEnv(
+                [factory for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+            )
         self.spec = spec_of(env_id, self.envs.envs[0])
         self.num_envs = num_envs
         self._obs_dtype = np.dtype(self.spec.obs_dtype)
+        self._float_obs = self._obs_dtype.kind == "f"
         self._return = np.zeros(num_envs)
         self._length = np.zeros(num_envs, np.int64)
+        self._step_call = guard.EnvCall(env_id, "step")
 
     def reset(self, seed: int) -> np.ndarray:
         obs: Any
-        obs, _ = self.envs.reset(seed=[seed + i for i in range(self.num_envs)])
+        with guard.EnvCall(self.env_id, "reset"):
+            obs, _ = self.envs.reset(seed=[seed + i for i in range(self.num_envs)])
         self._return[:] = 0.0
         self._length[:] = 0
-        return np.asarray(obs, self._obs_dtype)
+        obs = np.asarray(obs, self._obs_dtype)
+        if self._float_obs and not np.isfinite(obs).all():
+            raise self._nonfinite("observation", obs, np.ones(self.num_envs, bool))
+        return obs
+
+    def _nonfinite(self, what: str, values: np.ndarray, from_reset: np.ndarray) -> EnvError:
+        """The error for the first env whose `values` hold a NaN or an infinity; `from_reset`
+        marks the envs whose values came from reset() (an episode that ended and restarted)."""
+        finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        i = int(np.flatnonzero(~finite)[0])
+        if from_reset[i]:
+            return guard.nonfinite(self.env_id, what, values[i], "reset", i, None)
+        step = int(self._length[i]) + 1
+        return guard.nonfinite(self.env_id, what, values[i], "step", i, step)
 
     def step(self, action: np.ndarray) -> TimeStep:
         """Step every env; the TimeStep's fields are numpy arrays `[num_envs, ...]`.
@@ -122,18 +145,29 @@ class GymnasiumVectorEnv:
         undiscounted `episode_return` and `episode_length`. An episode is what the env says it
         is, except for envs that mark the end of a whole game in `info["game_over"]` (Atari with
         episodic life, `bellman.envs.atari`): their episodes are games, across lost lives.
+
+        Raises:
+            EnvError: the env's code raised, or returned a NaN or infinite observation or reward.
         """
         if isinstance(self.spec.action_space, Box):
             action = self.spec.action_space.clip_numpy(action)
-        result: Any = self.envs.step(action)
+        result: Any
+        with self._step_call:
+            result = self.envs.step(action)
         obs, reward, terminated, truncated, info = result
         obs = np.asarray(obs, self._obs_dtype)
         reward = np.asarray(reward, np.float32)
         done = np.asarray(terminated, bool) | np.asarray(truncated, bool)
+        if not np.isfinite(reward).all():
+            raise self._nonfinite("reward", reward, np.zeros(self.num_envs, bool))
+        if self._float_obs and not np.isfinite(obs).all():
+            raise self._nonfinite("observation", obs, done)  # where done: from reset()
         final_obs = obs.copy()
         if "final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
                 final_obs[i] = info["final_obs"][i]
+            if self._float_obs and not np.isfinite(final_obs).all():
+                raise self._nonfinite("observation", final_obs, np.zeros(self.num_envs, bool))
         ended = done
         final_info = info.get("final_info", {})
         if "game_over" in final_info:
@@ -159,7 +193,8 @@ class GymnasiumVectorEnv:
         return TimeStep(**fields)
 
     def close(self) -> None:
-        self.envs.close()
+        with guard.EnvCall(self.env_id, "close"):
+            self.envs.close()
 
 
 def make_single(make_env: EnvFactory, **kwargs: Any) -> gym.Env:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import inspect
 import os
@@ -17,9 +19,9 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from bellman.envs import atari, discretize, finite, probes, roboparking
+from bellman.envs import atari, discretize, finite, guard, probes, roboparking
 from bellman.envs.core import JaxEnv
-from bellman.envs.gymnasium_env import EnvFactory, make_single, spec_of
+from bellman.envs.gymnasium_env import EnvFactory, prepare, spec_of
 from bellman.envs.gymnax_env import GYMNAX_IDS, GymnaxEnv
 from bellman.envs.spaces import EnvSpec
 from bellman.errors import EnvError, UnknownNameError, closest
@@ -66,6 +68,11 @@ def jax_id(env_id: str) -> str:
     return env_id
 
 
+def user_module(env_id: str) -> str | None:
+    """The module a `module:Class` env id imports (running its code), None for registered ids."""
+    return env_id.partition(":")[0] if ":" in env_id else None
+
+
 MUJOCO_TASKS = (
     "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
     "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d",
@@ -102,13 +109,26 @@ def _user_factory(env_id: str) -> EnvFactory:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise EnvError(f"cannot import module '{module_name}' for env '{env_id}': {exc}") from None
+    except SyntaxError as exc:
+        where = guard.location(exc.filename or module_name, exc.lineno)
+        raise EnvError(
+            f"cannot import module '{module_name}' for env '{env_id}': {exc.msg} at {where}"
+        ) from exc
+    except Exception as exc:  # the module's own code failed
+        error = guard.raised(env_id, exc, during=f"while importing module '{module_name}'")
+        if error is None:
+            raise
+        raise error from exc
     target: Any = getattr(module, attr, None)
+    # a user's env is created `Checked`: its exceptions and API mistakes are one sentence
     if inspect.isclass(target) and issubclass(target, gym.Env):
-        return lambda **kwargs: target(**kwargs)
+        return lambda **kwargs: guard.make_checked(env_id, target, "__init__", kwargs)
     if target is None and attr in gym.registry:
-        return lambda **kwargs: gym.make(attr, **kwargs)
+        make = functools.partial(gym.make, attr)
+        return lambda **kwargs: guard.make_checked(env_id, make, "__init__", kwargs)
     if callable(target):
-        return lambda **kwargs: target(**kwargs)
+        name = getattr(target, "__name__", attr)
+        return lambda **kwargs: guard.make_checked(env_id, target, name, kwargs)
     names = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, gym.Env)]
     raise UnknownNameError(
         f"module '{module_name}' has no gymnasium env or registered id '{attr}'"
@@ -137,17 +157,35 @@ def gymnasium_factory(env_id: str) -> EnvFactory:
 
 
 def probe_gymnasium(env_id: str, factory: EnvFactory) -> EnvSpec:
-    """Create the env once to read its spaces, turning its failures into one clear sentence."""
+    """Create the env once to read its spaces, turning its failures into one clear sentence.
+
+    A user's own env (`module:Class`, which `_user_factory` creates `Checked`) is first checked
+    by gymnasium's env checker (`bellman.envs.guard.check_user_env`); gymnasium's registered
+    envs and bellman's are trusted, and skip the checker's resets and steps.
+    """
     try:
-        env = make_single(factory)
+        env = factory()
     except gym.error.DependencyNotInstalled as exc:
         raise EnvError(f"environment '{env_id}' needs a missing dependency: {exc}") from None
     except (gym.error.Error, TypeError, ValueError, ImportError, OSError) as exc:
         raise EnvError(f"cannot create environment '{env_id}': {exc}") from None
     try:
-        return spec_of(env_id, env)
-    finally:
-        env.close()
+        if isinstance(env, guard.Checked):
+            guard.check_user_env(env_id, env)
+        prepared = prepare(env)
+        if not isinstance(prepared.observation_space, gym.spaces.Box | gym.spaces.Discrete):
+            raise EnvError(
+                f"environment '{env_id}' has observations bellman cannot use: "
+                f"{env.observation_space} (it needs a Box, a Discrete, or a space that "
+                "gymnasium flattens into a Box)"
+            )
+        spec = spec_of(env_id, prepared)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            env.close()  # the first failure is the one to tell
+        raise
+    env.close()
+    return spec
 
 
 def resolve(env_id: str, backend: str = "auto") -> ResolvedEnv:

@@ -18,6 +18,7 @@ from bellman.envs import registry
 from bellman.envs.gymnasium_env import make_single
 from bellman.errors import EnvError
 from bellman.experiment.policy import Policy, TrainedRun, open_run
+from bellman.experiment.settings import check_evaluation, check_evaluation_request
 from bellman.experiment.train import eval_env_seed, eval_keys
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 
@@ -28,11 +29,15 @@ def evaluate_run(
     backend: str | None = None,
     video: bool = False,
     seed: int = 0,
+    trust_env: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate every seed of a run; returns the numbers `bellman eval --json` prints."""
-    trained = open_run(run_dir, backend)
+    """Evaluate every seed of a run; returns the numbers `bellman eval --json` prints. A run on
+    a `module:Class` env imports that module only with `trust_env=True`."""
+    check_evaluation_request(episodes, seed, backend)
+    trained = open_run(run_dir, backend, trust_env=trust_env)
     env = trained.env
     seeds = trained.settings.seeds
+    check_evaluation(env, seeds, episodes)
     if env.backend == "compiled":
         assert env.jax_env is not None
         evaluator = JaxEvaluator(trained.info.module, trained.config, env.jax_env, episodes, seeds)

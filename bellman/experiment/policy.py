@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,13 @@ from bellman import config as cfg
 from bellman.algos import AlgoInfo
 from bellman.envs import registry
 from bellman.envs.spaces import Box, EnvSpec
-from bellman.errors import CheckpointError, RunDirError
+from bellman.errors import (
+    BellmanError,
+    BellmanWarning,
+    CheckpointError,
+    RunDirError,
+    UntrustedCodeError,
+)
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.rundir import RunDir
 from bellman.experiment.settings import Plan, RunSettings
@@ -35,26 +43,70 @@ class TrainedRun:
     update: int
 
 
-def open_run(path: str | Path, backend: str | None = None) -> TrainedRun:
-    """Read a run directory's settings and newest checkpoint."""
-    run_dir = RunDir.open(Path(path))
-    record = run_dir.config
+@dataclass
+class SavedRun:
+    """A run directory's config.json, read and checked."""
+
+    info: AlgoInfo
+    settings: RunSettings
+    config: Any
+    plan: Plan
+
+
+def read_saved(run_dir: RunDir, trust_env: bool = False) -> SavedRun:
+    """The algorithm, settings, config and plan that `run_dir`'s config.json records, each
+    checked as if given anew. A `module:Class` env is refused unless `trust_env`: opening the run
+    would import that module, and a run directory is data, not code to run."""
+    record, where = run_dir.config, run_dir.path / "config.json"
     try:
         info = algos.get(record["algo"])
         settings = cfg.with_overrides(RunSettings(env=record["env"]), record["settings"])
         config = cfg.with_overrides(info.make_config(), record["config"])
         plan = Plan(**record["plan"])
+        settings.validate()
+        config.validate()
     except (KeyError, TypeError):
-        raise RunDirError(f"{run_dir.path}/config.json is not a complete bellman config") from None
-    env = registry.resolve(settings.env, backend or record["backend"])
-    found = ckpt.list_checkpoints(run_dir.checkpoints)
-    if not found:
+        raise RunDirError(f"{where} is not a complete bellman config") from None
+    except BellmanError as exc:
+        raise RunDirError(f"{where} holds a setting bellman refuses: {exc}") from None
+    if not all(isinstance(v, int) and v >= 1 for v in dataclasses.astuple(plan)[:3]):
+        raise RunDirError(f"{where} holds an invalid plan")
+    module = registry.user_module(settings.env)
+    if module is not None and not trust_env:
+        raise UntrustedCodeError(
+            f"{run_dir.path} was trained on the user env '{settings.env}': opening it imports "
+            f"the module '{module}' (from the current directory or an installed package), which "
+            "runs its code; pass --trust-env (trust_env=True in Python) if you trust this run"
+        )
+    return SavedRun(info, settings, config, plan)
+
+
+def open_run(path: str | Path, backend: str | None = None, trust_env: bool = False) -> TrainedRun:
+    """Read a run directory's settings and its newest intact checkpoint (falling back over
+    damaged ones, with a BellmanWarning naming each)."""
+    run_dir = RunDir.open(cfg.as_path("run_dir", path))
+    saved = read_saved(run_dir, trust_env)
+    info, settings, config = saved.info, saved.settings, saved.config
+    env = registry.resolve(settings.env, backend or run_dir.config["backend"])
+    if not ckpt.list_checkpoints(run_dir.checkpoints):
         raise CheckpointError(f"{run_dir.path} has no checkpoint yet; nothing to evaluate")
-    update, path_ = found[-1]
-    init = lambda key: info.module.init(key, config, env.spec, plan.total_updates)
+    init = lambda key: info.module.init(key, config, env.spec, saved.plan.total_updates)
     template = jax.eval_shape(jax.vmap(init), seed_keys(settings.seed, settings.seeds))
-    parts, _ = ckpt.load(path_, {"algo": template})
-    return TrainedRun(run_dir, info, config, settings, env, parts["algo"], update)
+    loaded = ckpt.load_newest(run_dir.checkpoints, {"algo": template}, check=finite_algo)
+    for _, why in loaded.skipped:
+        warnings.warn(f"{why}; using {loaded.path.name}", BellmanWarning, stacklevel=2)
+    return TrainedRun(run_dir, info, config, settings, env, loaded.parts["algo"], loaded.update)
+
+
+def finite_algo(parts: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose algorithm state holds NaN or infinite numbers (one written
+    before bellman checked states before saving them, or made by hand)."""
+    bad = ckpt.nonfinite_seeds(parts["algo"])
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or infinite parameters (seed(s) "
+            f"{', '.join(map(str, bad))})"
+        )
 
 
 class Policy:
@@ -66,8 +118,8 @@ class Policy:
 
     def __init__(self, trained: TrainedRun, seed_index: int = 0):
         seeds = trained.settings.seeds
-        if not 0 <= seed_index < seeds:
-            raise RunDirError(f"the run has seeds 0..{seeds - 1}, not {seed_index}")
+        if not (cfg.is_int(seed_index) and 0 <= seed_index < seeds):
+            raise RunDirError(f"the run has seeds 0..{seeds - 1}, not {seed_index!r}")
         self.run = trained
         self.spec: EnvSpec = trained.env.spec
         self.state = jax.tree.map(lambda x: x[seed_index], trained.algo_state)
@@ -85,6 +137,6 @@ class Policy:
         return action[0] if single else action
 
 
-def load(run_dir: str | Path, seed: int = 0) -> Policy:
-    """The greedy policy of seed `seed` of the run in `run_dir`."""
-    return Policy(open_run(run_dir), seed)
+def load(run_dir: str | Path, seed: int = 0, trust_env: bool = False) -> Policy:
+    """The greedy policy of seed `seed` of the run in `run_dir` (`trust_env`: see `open_run`)."""
+    return Policy(open_run(run_dir, trust_env=trust_env), seed)

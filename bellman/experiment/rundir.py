@@ -4,9 +4,14 @@ RUN_DIR/
   config.json          every resolved setting, library versions, the command line
   metrics.jsonl        one JSON record per logged chunk (per-seed values as lists)
   tensorboard/         the same metrics as TensorBoard events (tensorboardX)
-  checkpoints/         update_XXXXXXXXX.ckpt, written atomically, the newest two kept
+  checkpoints/         update_XXXXXXXXX.ckpt, written atomically, the newest two kept;
+                       damaged/ holds checkpoints a resume found damaged and set aside
   learning_curve.png   mean and 95% interval over seeds against env steps
   summary.json         the result (see `bellman.experiment.train`)
+  .lock                held (flock) by the one process that writes the directory; its PID
+
+config.json and summary.json are written atomically (temporary file, fsync, rename) and checked
+when read; metrics.jsonl is read line by line, a damaged line reported and skipped.
 """
 
 from __future__ import annotations
@@ -17,18 +22,25 @@ import math
 import os
 import platform
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from bellman.errors import RunDirError
+from bellman.errors import BellmanWarning, RunDirError
+
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system: run directories are not locked
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CURVE = "learning_curve.png"
+LOCK = ".lock"
 FORMAT_VERSION = 1
 
 
@@ -73,6 +85,7 @@ class RunDir:
     def __init__(self, path: Path, config: dict[str, Any]):
         self.path = path
         self.config = config
+        self._lock: IO[str] | None = None
 
     @property
     def checkpoints(self) -> Path:
@@ -80,8 +93,8 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, config: dict[str, Any]) -> RunDir:
-        """A new run directory holding `config` as config.json."""
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        """A new run directory holding `config` as config.json, locked by this process."""
+        if path.exists() and (not path.is_dir() or _entries(path) - {LOCK}):
             raise RunDirError(
                 f"{path} already exists and is not empty; continue it with --resume {path} "
                 "or choose another --out"
@@ -90,14 +103,26 @@ class RunDir:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunDirError(f"cannot create run directory {path}: {exc.strerror}") from None
-        record = {
-            "format": FORMAT_VERSION,
-            **config,
-            "versions": versions(),
-            "command": " ".join(sys.argv),
-        }
-        write_json(path / CONFIG, record)
-        return cls(path, record)
+        run_dir = cls(path, {})
+        run_dir.lock()
+        try:
+            if _entries(path) - {LOCK}:  # another process got here first
+                raise RunDirError(f"{path} was filled by another process while this one started")
+            record = {
+                "format": FORMAT_VERSION,
+                **config,
+                "versions": versions(),
+                "command": " ".join(sys.argv),
+            }
+            try:
+                write_json(path / CONFIG, record)
+            except OSError as exc:
+                raise RunDirError(f"cannot write {path / CONFIG}: {exc.strerror}") from None
+        except BaseException:
+            run_dir.unlock()
+            raise
+        run_dir.config = record
+        return run_dir
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -113,31 +138,114 @@ class RunDir:
             raise RunDirError(f"{config_path} is unreadable or not valid JSON") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT_VERSION:
             raise RunDirError(f"{path} is not a bellman run of a format this version reads")
+        for key, kind in (("algo", str), ("env", str), ("backend", str)):
+            if not isinstance(config.get(key), kind):
+                raise RunDirError(f"{config_path} has no valid '{key}'")
+        for key in ("settings", "config", "plan"):
+            if not isinstance(config.get(key), dict):
+                raise RunDirError(f"{config_path} has no valid '{key}'")
         return cls(path, config)
 
+    # ----- the writer's lock -----
+    def lock(self) -> None:
+        """Take the directory's lock for this process, or raise RunDirError naming the process
+        that holds it. The lock is the kernel's (flock): it ends with its process, however that
+        ends, so a killed run leaves nothing to clean up."""
+        if fcntl is None or self._lock is not None:
+            return
+        path = self.path / LOCK
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 (held until unlock)
+        except OSError as exc:
+            raise RunDirError(f"cannot lock {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunDirError(
+                f"{self.path} is in use by another bellman process (PID {holder}); wait for it "
+                "to end or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
+
+    # ----- what the run wrote -----
     def summary(self) -> dict[str, Any] | None:
+        """summary.json, None if the run has not finished, RunDirError if it is damaged."""
         path = self.path / SUMMARY
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict) or "final_return_mean" not in summary:
+            raise RunDirError(
+                f"{path} is damaged (not a bellman summary); move it away to resume the run and "
+                "write it again"
+            )
+        return summary
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY, summary)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, report: bool = True) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl; a line that is not a record (cut off by a kill, or
+        damaged) is skipped, never the records after it, and reported as a BellmanWarning
+        (when `report`: a reader that follows one that reported says nothing)."""
         path = self.path / METRICS
         if not path.is_file():
             return []
         records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                break  # a line cut off by a kill: everything before it is intact
+        bad = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict) and isinstance(record.get("update"), int):
+                    records.append(record)
+                else:
+                    bad.append(number)
+        if bad and report:
+            lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if bad[5:] else "")
+            warnings.warn(
+                f"{path}: line(s) {lines} are not metrics records and were skipped",
+                BellmanWarning,
+                stacklevel=2,
+            )
         return records
 
     def truncate_metrics(self, after_update: int) -> None:
-        """Drop records past `after_update` (a resumed run will log them again)."""
-        kept = [r for r in self.read_metrics() if r.get("update", 0) <= after_update]
+        """Keep exactly the records a run resuming from the checkpoint at `after_update` will
+        not log again: the chunks up to that update (a final evaluation's record, the one
+        without `episode_return`, is made again), atomically."""
+        kept = [
+            r
+            for r in self.read_metrics(report=False)  # resume() has read and reported them
+            if r["update"] < after_update or (r["update"] == after_update and "episode_return" in r)
+        ]
         path = self.path / METRICS
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in kept))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _entries(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir()}

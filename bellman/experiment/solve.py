@@ -22,11 +22,12 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.algos import dp
 from bellman.envs import finite, registry
 from bellman.envs.gymnasium_env import make_single
-from bellman.errors import EnvError, MDPError
+from bellman.errors import ConfigError, EnvError, MDPError
 from bellman.experiment import value_plots
 from bellman.mdp import FiniteMDP
 
@@ -97,6 +98,13 @@ def solve(
         objective: "reward" or "cost" (default: the env's own convention; the other one solves the
             same problem with rewards as negated costs, and reports values in that convention).
     """
+    dp.check_arguments(method, iterations, tol, in_place)
+    if not isinstance(env_id, str):
+        raise ConfigError(f"env must be an env id (a str), not {env_id!r}")
+    if gamma is not None:
+        gamma = cfg.check_number("gamma", gamma)
+    if objective is not None and not isinstance(objective, str):
+        raise ConfigError(f"objective must be 'reward', 'cost' or None, not {objective!r}")
     mdp = finite_mdp(env_id)
     if objective is not None:
         mdp = mdp_lib.with_objective(mdp, objective)

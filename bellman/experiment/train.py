@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,13 +37,21 @@ from bellman import algos
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.envs import registry
-from bellman.errors import BellmanError, ConfigError, RunDirError, TrainingDiverged, closest
+from bellman.errors import (
+    BellmanError,
+    BellmanWarning,
+    ConfigError,
+    RunDirError,
+    TrainingDiverged,
+    closest,
+)
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
+from bellman.experiment.policy import finite_algo, read_saved
 from bellman.experiment.progress import TrainingProgress
 from bellman.experiment.rundir import CURVE, RunDir
-from bellman.experiment.settings import Plan, RunSettings
+from bellman.experiment.settings import Plan, RunSettings, check_resources
 from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
@@ -182,20 +192,38 @@ class Trainer:
         return returns
 
     def save_checkpoint(self, state: Any, update: int) -> Path:
+        """Write a checkpoint of `state` if every number of the algorithm's state is finite, so
+        that the last checkpoint is always a good one; else stop (TrainingDiverged)."""
+        step = update * self.plan.steps_per_update
+        diverged = ckpt.nonfinite_seeds(self.runner.algo_state(state))
+        if diverged:
+            raise TrainingDiverged(
+                f"training diverged before step {step:,}: the parameters of seed(s) "
+                f"{', '.join(map(str, diverged))} became NaN or infinite; the last good "
+                f"checkpoint is kept ({self.last_checkpoint()}); try a lower learning rate"
+            )
         path = ckpt.path_for(self.run_dir.checkpoints, update)
-        meta = {"update": update, "step": update * self.plan.steps_per_update}
-        ckpt.save(path, self.runner.checkpoint_parts(state), meta)
+        ckpt.save(path, self.runner.checkpoint_parts(state), {"update": update, "step": step})
         ckpt.prune(self.run_dir.checkpoints, KEEP_CHECKPOINTS)
         return path
 
     def restore(self) -> tuple[Any, int]:
-        """The newest checkpoint's state and update, or a fresh state at update 0."""
-        found = ckpt.list_checkpoints(self.run_dir.checkpoints)
-        if not found:
+        """The newest intact checkpoint's state and update, or a fresh state at update 0 for a
+        run that has written none (and logged nothing). Damaged newer checkpoints are moved to
+        checkpoints/damaged/ (kept, never overwritten by the resumed run) and reported."""
+        if not ckpt.list_checkpoints(self.run_dir.checkpoints):
             return self.runner.init_state(), 0
-        update, path = found[-1]
-        parts, _ = ckpt.load(path, self.runner.checkpoint_templates())
-        return self.runner.from_checkpoint_parts(parts, update), update
+        loaded = ckpt.load_newest(
+            self.run_dir.checkpoints, self.runner.checkpoint_templates(), check=finite_algo
+        )
+        for path, why in loaded.skipped:
+            aside = set_aside(path)
+            warnings.warn(
+                f"{why}; moved it to {aside} and resumed from {loaded.path.name}",
+                BellmanWarning,
+                stacklevel=2,
+            )
+        return self.runner.from_checkpoint_parts(loaded.parts, loaded.update), loaded.update
 
     def last_checkpoint(self) -> str:
         found = ckpt.list_checkpoints(self.run_dir.checkpoints)
@@ -203,15 +231,29 @@ class Trainer:
 
     # ----- the loop -----
     def run(self, start_time: float, resumed: bool) -> Run:
+        """Train to the end of the plan (from the newest intact checkpoint, if any). A failed
+        file operation (a full disk, a permission) ends the run with one sentence; the last
+        good checkpoint stays, for a resume."""
+        try:
+            return self._run(start_time, resumed)
+        except OSError as exc:
+            where = exc.filename or self.run_dir.path
+            raise RunDirError(
+                f"{exc.strerror or exc}: {where}; the last good checkpoint is kept "
+                f"({self.last_checkpoint()}): free space or fix permissions, then continue with "
+                f"bellman train {self.info.name} --resume {self.run_dir.path}"
+            ) from exc
+
+    def _run(self, start_time: float, resumed: bool) -> Run:
         s, plan = self.settings, self.plan
         label = f"{self.info.name} {self.env.id} x{s.seeds}"
         with TrainingProgress(plan.total_steps, label, self.show_progress) as bar:
             compile_s = self.compile()
             state, update = self.restore()
             first_update = update
-            if update:
-                self.run_dir.truncate_metrics(update)
-            elif not ckpt.list_checkpoints(self.run_dir.checkpoints):
+            if ckpt.list_checkpoints(self.run_dir.checkpoints):
+                self.run_dir.truncate_metrics(update)  # exactly the records up to the checkpoint
+            else:
                 self.save_checkpoint(state, 0)  # a good checkpoint exists from the start
             logger = MetricsLogger(self.run_dir.path, purge_step=update * plan.steps_per_update)
             bar.update(update * plan.steps_per_update, 0.0, math.nan)
@@ -357,6 +399,19 @@ class Trainer:
             )
 
 
+def set_aside(path: Path) -> Path:
+    """Move a damaged checkpoint to checkpoints/damaged/ under a name no other file has."""
+    folder = path.parent / "damaged"
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    n = 1
+    while target.exists():
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    os.replace(path, target)
+    return target
+
+
 def eval_env_seed(seed: int, update: int) -> int:
     """A gymnasium seed for the evaluation after `update` updates."""
     return int(np.random.SeedSequence([seed, update, 7]).generate_state(1)[0])
@@ -432,7 +487,10 @@ def train(
     settings.validate()
     resolved = registry.resolve(env, settings.backend)
     algo_config = cfg.with_overrides(
-        config or preset_config(info, settings.preset, resolved.spec), overrides
+        info.check_config(config)
+        if config is not None
+        else preset_config(info, settings.preset, resolved.spec),
+        overrides,
     )
     algo_config.validate()
     info.module.check_env(algo_config, resolved.spec)
@@ -441,34 +499,52 @@ def train(
     budget = settings.steps or info.module.DEFAULT_STEPS
     steps_per_update = algo_config.num_envs * algo_config.num_steps
     plan = Plan.make(settings, budget, steps_per_update)
+    check_resources(info, algo_config, resolved, settings, plan)
     run_dir = RunDir.create(
-        Path(out) if out is not None else default_run_dir(info.name, env),
+        cfg.as_path("out", out) if out is not None else default_run_dir(info.name, env),
         _record(info.name, settings, algo_config, resolved, plan),
     )
-    trainer = Trainer(info.name, settings, algo_config, run_dir, resolved, plan, progress)
-    return trainer.run(start, resumed=False)
+    try:
+        trainer = Trainer(info.name, settings, algo_config, run_dir, resolved, plan, progress)
+        return trainer.run(start, resumed=False)
+    finally:
+        run_dir.unlock()
 
 
-def resume(run_dir: str | Path, *, algo: str | None = None, progress: bool = True) -> Run:
-    """Continue a stopped or killed run from its newest checkpoint, with its saved settings."""
+def resume(
+    run_dir: str | Path,
+    *,
+    algo: str | None = None,
+    progress: bool = True,
+    trust_env: bool = False,
+) -> Run:
+    """Continue a stopped or killed run from its newest intact checkpoint, with its saved
+    settings. The run directory is locked while it runs: a second writer is refused. A run on a
+    `module:Class` env imports that module only with `trust_env=True`."""
     start = time.perf_counter()
-    rd = RunDir.open(Path(run_dir))
+    rd = RunDir.open(cfg.as_path("run_dir", run_dir))
     record = rd.config
     if algo is not None and algos.get(algo).name != record["algo"]:
         raise RunDirError(
             f"{rd.path} is a {record['algo']} run; resume it with bellman train "
             f"{record['algo']} --resume {rd.path}"
         )
-    summary = rd.summary()
-    if summary is not None:
-        raise RunDirError(f"{rd.path} has already finished; its result is in summary.json")
-    info = algos.get(record["algo"])
+    rd.lock()
     try:
-        settings = cfg.with_overrides(RunSettings(env=record["env"]), record["settings"])
-        algo_config = cfg.with_overrides(info.make_config(), record["config"])
-        plan = Plan(**record["plan"])
-    except (KeyError, TypeError):
-        raise RunDirError(f"{rd.path}/config.json is not a complete bellman config") from None
-    resolved = registry.resolve(settings.env, record["backend"])
-    trainer = Trainer(info.name, settings, algo_config, rd, resolved, plan, progress)
-    return trainer.run(start, resumed=True)
+        if rd.summary() is not None:
+            raise RunDirError(f"{rd.path} has already finished; its result is in summary.json")
+        saved = read_saved(rd, trust_env)
+        logged = rd.read_metrics()
+        if logged and not ckpt.list_checkpoints(rd.checkpoints):
+            raise RunDirError(
+                f"{rd.path} has logged {len(logged)} metrics records (up to update "
+                f"{logged[-1]['update']:,}) but holds no checkpoint to resume from; start a new "
+                "run (or restore its checkpoints/ folder)"
+            )
+        resolved = registry.resolve(saved.settings.env, record["backend"])
+        trainer = Trainer(
+            saved.info.name, saved.settings, saved.config, rd, resolved, saved.plan, progress
+        )
+        return trainer.run(start, resumed=True)
+    finally:
+        rd.unlock()

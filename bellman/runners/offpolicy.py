@@ -63,19 +63,40 @@ class OffPolicyAlgorithm(Protocol):
     ) -> tuple[Any, dict[str, jax.Array], jax.Array]: ...
 
 
+MAX_N_STEP = 100
+"""The longest n-step return: `buffers.sample` unrolls its n steps in the compiled program, and
+100 already add seconds of compilation."""
+
+
 def validate_loop(config: Any) -> None:
-    """Raise ConfigError for a setting of the loop (and its replay memory) out of range: the
-    fields every off-policy algorithm's config has."""
-    for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "n_step"):
-        cfg.require(getattr(config, name) >= 1, f"{name} must be at least 1")
-    cfg.require(config.gradient_steps >= 0, "gradient_steps must not be negative")
-    cfg.require(config.learning_starts >= 0, "learning_starts must not be negative")
-    cfg.require(config.learning_rate > 0, "learning_rate must be positive")
-    cfg.require(0 <= config.gamma <= 1, "gamma must lie in [0, 1]")
-    cfg.require(0 < config.tau <= 1, "tau must lie in (0, 1]")
-    cfg.require(config.priority_alpha >= 0, "priority_alpha must not be negative")
-    cfg.require(0 <= config.priority_beta <= 1, "priority_beta must lie in [0, 1]")
-    cfg.require(config.clip_rewards >= 0, "clip_rewards must not be negative")
+    """Raise ConfigError for a setting of the loop (and its replay memory) of the wrong type or
+    out of range: the fields every off-policy algorithm's config has. (The replay memory's size
+    in memory and in 32-bit slot numbers is checked with the env, by
+    `bellman.experiment.settings.check_resources`.)"""
+    steps = (cfg.INT32_MAX, "bellman counts steps in 32-bit integers")
+    cfg.check_fields(
+        config,
+        {
+            "buffer_size": (2**62, "more than any memory"),
+            "learning_starts": steps,
+            "train_frequency": steps,
+            "n_step": (MAX_N_STEP, "the n-step sum is unrolled in the compiled program"),
+        },
+    )
+    cfg.at_least(config, 1, "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step")
+    cfg.at_least(config, 0, "gradient_steps", "learning_starts")
+    cfg.product_at_most(config, ("num_envs", "train_frequency"), *steps)
+    cfg.product_at_most(config, ("num_envs", "n_step"), *steps)
+    keep = buffers.transitions_per_env(config.buffer_size, config.num_envs)
+    cfg.require(
+        config.n_step <= keep,
+        f"n_step ({config.n_step}) must be at most the transitions each env's ring keeps, "
+        f"buffer_size / num_envs = {keep:,}",
+    )
+    cfg.positive(config, "learning_rate")
+    cfg.within(config, 0, 1, "gamma", "priority_beta")
+    cfg.within(config, 0, 1, "tau", open_low=True)
+    cfg.at_least(config, 0, "priority_alpha", "clip_rewards")
     cfg.require(
         len(config.hidden_sizes) > 0 and all(h >= 1 for h in config.hidden_sizes),
         "hidden_sizes must be one or more positive widths",
