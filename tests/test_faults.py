@@ -677,3 +677,62 @@ def test_a_cache_others_can_write_is_not_used(tmp_path: Path) -> None:
         f"(chmod go-w {cache} to use it)"
     )
     assert not (cache / "programs").exists()
+
+
+# ----- user envs and inputs, end to end (their full tables: test_user_envs.py, test_bad_inputs.py)
+
+FAILING_ENV = """
+import gymnasium as gym
+import numpy as np
+
+
+class Sim(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t > 3:
+            raise ConnectionError("the simulator went away")
+        return np.zeros(2, np.float32), 1.0, False, False, {}
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_user_env_failing_mid_run_is_one_sentence_or_a_traceback_with_debug(
+    tmp_path: Path, debug: bool
+) -> None:
+    (tmp_path / "simmod.py").write_text(FAILING_ENV)
+    args = ["train", "ppo", "--env", "simmod:Sim", "--steps", "512", "--evals", "0", "--quiet"]
+    result = run_cli(*args, *(["--debug"] if debug else []), "--out", "run", cwd=tmp_path)
+    sentence = (
+        "bellman: error: environment 'simmod:Sim' raised ConnectionError in step() at "
+        "simmod.py:18: the simulator went away"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == sentence
+    if debug:
+        assert "Traceback" in result.stderr and 'simmod.py", line 18' in result.stderr
+    else:
+        assert result.stderr.strip() == sentence
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--steps", "10000000000000"], "steps must be at most 2,147,483,647"),
+        (["--buffer-size", "100000000000"], "the replay memory would take"),
+    ],
+)
+def test_sizes_that_would_overflow_or_not_fit_leave_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], fragment: str
+) -> None:
+    out = tmp_path / "never"
+    code, _, err = cli(capsys, "train", "dqn", "--env", "CartPole-v1", *flags, "--out", str(out))
+    assert_one_sentence(code, err, 2, fragment)
+    assert not out.exists(), "refused before the run directory is made"
