@@ -1,8 +1,8 @@
 """The `bellman` command line: train, eval, solve, list.
 
     bellman train ALGO --env ENV [--steps N] [--seeds K] [--out DIR] [--backend compiled|gymnasium]
-                  [--<any config field> VALUE ...] [--resume RUN_DIR]
-    bellman eval RUN_DIR [--episodes N] [--video] [--json]
+                  [--<any config field> VALUE ...] [--resume RUN_DIR [--trust-env]]
+    bellman eval RUN_DIR [--episodes N] [--video] [--json] [--trust-env]
     bellman solve ENV [--method value-iteration|policy-iteration|policy-evaluation|...]
                   [--iterations N] [--show 1,2,3,10] [--json] [--plot] [--objective reward|cost]
     bellman list [algos|envs]
@@ -11,7 +11,9 @@ Every field of an algorithm's config is a flag (`--num-envs 8`), with the field'
 help. Mistakes get one sentence on stderr and a non-zero exit: 2 for bad input, 1 for a failed run,
 and for a run stopped by a signal the shell's code for it, 130 after SIGINT and 143 after SIGTERM.
 A training run stops at its next chunk boundary after either signal and saves a checkpoint first,
-so it can be resumed.
+so it can be resumed. `--debug`, anywhere on the line, adds the full traceback to an error;
+warnings (a damaged checkpoint skipped, say) are `bellman: warning:` lines. A run directory whose
+env is `module:Class` is opened (its module imported) only with `--trust-env`.
 """
 
 from __future__ import annotations
