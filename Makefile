@@ -46,6 +46,7 @@ demo: install
 lint: install-dev
 	$(BIN)/ruff check bellman tests benchmarks scripts
 	$(BIN)/ruff format --check bellman tests benchmarks scripts
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy bellman

@@ -5,49 +5,48 @@ run = bellman.train("ppo", env="CartPole-v1", seeds=8, steps=500_000)
 run.summary["final_return_mean"]
 policy = bellman.load(run.run_dir)
 action = policy(observation)
+
+Importing bellman changes nothing outside it (the garbage collector, XLA_FLAGS, JAX's lowerings,
+sys.modules), except registering bellman's envs with gymnasium (`gymnasium.make("bellman/...")`).
+The process-wide speed settings are applied by `bellman.configure()`, which `train`, `resume`
+and the `bellman` command call first (see `bellman.jax_setup`).
 """
 
-__version__ = "0.1.0"
-
-import gc
-
-# Importing JAX, Flax and gymnax creates hundreds of thousands of objects and no garbage: the
-# collector's passes over them cost a quarter of the import time.
-_collecting = gc.isenabled()
-gc.disable()
-
-from bellman import jax_setup  # noqa: E402
-
-jax_setup.configure_xla_flags()
-jax_setup.unroll_threefry_on_cpu()
-
-from bellman.errors import (  # noqa: E402
+from bellman._version import __version__
+from bellman.errors import (
     BellmanError,
+    BellmanWarning,
     CheckpointError,
     ConfigError,
     EnvError,
     RunDirError,
     TrainingDiverged,
     UnknownNameError,
+    UntrustedCodeError,
 )
-from bellman.experiment.evaluate import evaluate_run as evaluate  # noqa: E402
-from bellman.experiment.policy import Policy, load  # noqa: E402
-from bellman.experiment.train import Run, resume, train  # noqa: E402
-
-if _collecting:
-    gc.enable()
+from bellman.experiment.callbacks import Chunk, EarlyStopping, KeepBest
+from bellman.experiment.evaluate import evaluate
+from bellman.experiment.policy import Policy, load
+from bellman.experiment.train import Run, resume, train
+from bellman.jax_setup import configure
 
 __all__ = [
     "BellmanError",
+    "BellmanWarning",
     "CheckpointError",
+    "Chunk",
     "ConfigError",
+    "EarlyStopping",
     "EnvError",
+    "KeepBest",
     "Policy",
     "Run",
     "RunDirError",
     "TrainingDiverged",
     "UnknownNameError",
+    "UntrustedCodeError",
     "__version__",
+    "configure",
     "evaluate",
     "load",
     "resume",

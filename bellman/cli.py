@@ -30,8 +30,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from bellman import __version__, algos
+from bellman import algos, jax_setup
 from bellman import config as cfg
+from bellman._version import __version__
 from bellman.errors import (
     BellmanError,
     BellmanWarning,
@@ -77,19 +78,27 @@ def add_dataclass_flags(
     skip: Sequence[str] = (),
     title: str = "",
     defaults: dict[str, Any] | None = None,
+    presets: dict[str, dict[str, Any]] | None = None,
+    helps: dict[str, str] | None = None,
 ) -> None:
     """One flag per field of `cls`, with the field's docstring as help; defaults are suppressed
     so that only the flags given become overrides. `defaults` replaces the class's defaults in
-    the help (an algorithm name that presets fields)."""
+    the help (an algorithm name that presets fields); `presets` (name -> fields) adds the values
+    each preset gives a field; `helps` replaces a field's help."""
     group = parser.add_argument_group(title or cls.__name__)
-    docs = cfg.field_docs(cls)
+    docs = {**cfg.field_docs(cls), **(helps or {})}
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         annotation = cfg.field_types(cls)[field.name]
         default = field.default if field.default is not dataclasses.MISSING else None
         default = (defaults or {}).get(field.name, default)
-        help_text = f"{docs.get(field.name, '')} (default: {_show(default)})".replace("%", "%%")
+        by_preset = {
+            name: fields[field.name]
+            for name, fields in (presets or {}).items()
+            if field.name in fields
+        }
+        help_text = _help(docs.get(field.name, ""), default, by_preset).replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
         origin = typing.get_origin(annotation)
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -104,11 +113,26 @@ def add_dataclass_flags(
             kwargs["metavar"] = args[0].__name__.upper()
         elif args and origin is not None:  # Optional[X]
             kwargs["type"] = args[0]
-            kwargs["metavar"] = args[0].__name__.upper()
+            kwargs["metavar"] = field.name.upper() if args[0] is str else args[0].__name__.upper()
+        elif annotation is str:
+            kwargs["type"] = str
+            kwargs["metavar"] = field.name.upper()
         else:
             kwargs["type"] = annotation
             kwargs["metavar"] = getattr(annotation, "__name__", "VALUE").upper()
         group.add_argument(_flag(field.name), help=help_text, **kwargs)
+
+
+def _help(doc: str, default: Any, by_preset: dict[str, Any]) -> str:
+    """A field's help: its docstring, its default (unless the docstring says it, or there is
+    none) and the values presets give it."""
+    notes = []
+    if default is not None and "default" not in doc.lower():
+        notes.append(f"default: {_show(default)}")
+    if by_preset:
+        values = ", ".join(f"{name}: {_show(value)}" for name, value in by_preset.items())
+        notes.append(f"preset {values}")
+    return f"{doc} ({'; '.join(notes)})" if notes else doc
 
 
 def _show(value: Any) -> str:
@@ -145,7 +169,8 @@ def build_parser() -> Parser:
             help=info.summary,
             description=f"Train {info.summary}.",
         )
-        add_dataclass_flags(sub, RunSettings, title="run")
+        presets = info_presets(info)
+        add_dataclass_flags(sub, RunSettings, title="run", helps=run_helps(info, presets))
         sub.add_argument(
             "--out", metavar="DIR", default=None, help="run directory (default: runs/ALGO-ENV-TIME)"
         )
@@ -153,7 +178,8 @@ def build_parser() -> Parser:
             "--resume",
             metavar="RUN_DIR",
             default=None,
-            help="continue a stopped or killed run from its newest checkpoint, with its settings",
+            help="continue a stopped or killed run from its newest checkpoint, with its settings; "
+            "with --steps N, train a run (finished or not) on up to N steps",
         )
         sub.add_argument(
             "--trust-env",
@@ -162,8 +188,24 @@ def build_parser() -> Parser:
             "directory is data; its code runs only when you say so)",
         )
         sub.add_argument("--quiet", action="store_true", help="no progress bar or result table")
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            help="print the summary as one JSON object (with run_dir) instead of the table",
+        )
+        sub.add_argument(
+            "--config",
+            metavar="FILE",
+            default=None,
+            help="settings from a JSON or YAML file (flat, or a run's own config.json to rerun "
+            "its exact settings); flags given as well override it",
+        )
         add_dataclass_flags(
-            sub, info.module.Config, title=f"{info.name} config", defaults=info.defaults
+            sub,
+            info.module.Config,
+            title=f"{info.name} config",
+            defaults=info.defaults,
+            presets=presets,
         )
 
     ev = commands.add_parser(
@@ -188,6 +230,12 @@ def build_parser() -> Parser:
     ev.add_argument("--video", action="store_true", help="record one episode to RUN_DIR/videos/")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
+        "--checkpoint",
+        choices=["newest", "best"],
+        default="newest",
+        help="the newest checkpoint, or the best one the KeepBest callback kept (default: newest)",
+    )
+    ev.add_argument(
         "--trust-env",
         action="store_true",
         help="allow importing the module of the run's module:Class env (a run directory is "
@@ -199,6 +247,26 @@ def build_parser() -> Parser:
     ls = commands.add_parser("list", help="list algorithms or environments")
     ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
     return parser
+
+
+def info_presets(info: algos.AlgoInfo) -> dict[str, dict[str, Any]]:
+    """The algorithm's presets: name -> the config fields it sets."""
+    return {name: dict(fields) for name, fields in info.presets.items()}
+
+
+def run_helps(info: algos.AlgoInfo, presets: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Help texts of run settings that depend on the algorithm."""
+    env_doc = cfg.field_docs(RunSettings)["env"]
+    helps = {"env": f"Required (unless --resume or --config gives it). {env_doc}"}
+    if presets:
+        helps["preset"] = (
+            f"A named set of {info.name}'s settings, applied before the flags given: one of "
+            f"{', '.join(presets)} (the values each sets are shown with the flags below); "
+            "default: the one the algorithm picks for the env, if any."
+        )
+    else:
+        helps["preset"] = f"{info.name} has no presets."
+    return helps
 
 
 def add_solve_parser(commands: Any) -> None:
@@ -286,13 +354,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.trust_env and not args.resume:
         raise UsageError("--trust-env applies to --resume (a new run trusts the env it is given)")
     if args.resume:
-        if given or args.out:
-            flags = ", ".join(_flag(k) for k in sorted(given) + (["out"] if args.out else []))
-            raise UsageError(f"--resume continues a run with its saved settings; drop {flags}")
+        steps = given.pop("steps", None)
+        if given or args.out or args.config:
+            extra = (
+                sorted(given) + (["out"] if args.out else []) + (["config"] if args.config else [])
+            )
+            raise UsageError(
+                "--resume continues a run with its saved settings (and --steps N trains it up "
+                f"to N steps); drop {', '.join(map(_flag, extra))}"
+            )
         run = training.resume(
-            args.resume, algo=args.algo, progress=progress, trust_env=args.trust_env
+            args.resume,
+            algo=args.algo,
+            progress=progress,
+            trust_env=args.trust_env,
+            steps=steps,
         )
     else:
+        if args.config:
+            given = {**settings_file(args.config, info.name, config_names | setting_names), **given}
         if "env" not in given:
             raise UsageError("the --env flag is required (see: bellman list envs)")
         settings = {k: v for k, v in given.items() if k in setting_names}
@@ -301,10 +381,51 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = training.train(
             info.name, env, out=args.out, progress=progress, **settings, **overrides
         )
+    if args.json:
+        print(json.dumps(run.summary))
+        return 0
     if progress:
         print_result(run.summary)
     print(run.run_dir)
     return 0
+
+
+def settings_file(path: str, algo: str, names: set[str]) -> dict[str, Any]:
+    """The settings a `--config FILE` gives: a JSON or YAML object of run settings and config
+    fields, flat (`{"env": "CartPole-v1", "learning_rate": 0.001}`) or as a run's own config.json
+    lays them out (`settings` and `config` sections), to rerun exact settings."""
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read --config {path}: {exc.strerror}") from None
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # yaml.YAMLError is a ValueError too
+        raise UsageError(f"--config {path} does not parse: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"--config {path} must hold an object of settings, not {type(data).__name__}"
+        )
+    if data.get("algo", algo) != algo:
+        raise UsageError(f"--config {path} is for {data['algo']}, not {algo}")
+    if isinstance(data.get("settings"), dict) or isinstance(data.get("config"), dict):
+        data = {**data.get("settings", {}), **data.get("config", {})}
+    data.pop("algo", None)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UsageError(
+            f"--config {path} has setting(s) {algo} does not know: {', '.join(unknown)}"
+            + closest(unknown[0], names)
+        )
+    return data
 
 
 def print_result(summary: dict[str, Any]) -> None:
@@ -345,6 +466,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         video=args.video,
         seed=args.seed,
         trust_env=args.trust_env,
+        checkpoint=None if args.checkpoint == "newest" else args.checkpoint,
     )
     if args.json:
         print(json.dumps(result))
@@ -444,6 +566,10 @@ def _print_debug(exc: BaseException) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `bellman` program: its collector can skip all it has imported
+        import gc
+
+        gc.freeze()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
@@ -453,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default", BellmanWarning)
             warnings.showwarning = _show_warning
+            jax_setup.configure()  # before anything starts JAX: its flags are read then
             _check_algo_name(argv)
             args = build_parser().parse_args(argv)
             handlers = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}

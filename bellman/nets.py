@@ -1,4 +1,4 @@
-"""Networks shared by the algorithms (Flax linen)."""
+"""Networks shared by the algorithms (Flax linen): every MLP is built by `mlp`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.linear import default_kernel_init
 
+from bellman import config as cfg
 from bellman.envs.spaces import EnvSpec
 
 
@@ -58,6 +60,41 @@ ACTIVATIONS = {
 }
 
 
+def mlp(
+    x: jax.Array,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    *,
+    kernel_init: nn.initializers.Initializer = default_kernel_init,
+    layer_norm: bool = False,
+) -> jax.Array:
+    """The hidden layers of an MLP on features `x` `[B, F]` -> `[B, hidden_sizes[-1]]`: per
+    width, Dense (zero bias), LayerNorm if asked (before the activation), the activation.
+
+    Call it inside a module's `nn.compact` method: its layers belong to that module and are named
+    as if written there (`Dense_0`, `LayerNorm_0`, ...), so the parameters of every network built
+    with it keep the names, and for a key the values, they had when each network wrote its loop.
+    Layers are named in the order they are constructed: write `x = mlp(x, ...)`, then the head
+    (in `nn.Dense(1)(mlp(x, ...))` the head would be built first and take the name `Dense_0`).
+    """
+    act = ACTIVATIONS[activation]
+    for size in hidden_sizes:
+        x = nn.Dense(size, kernel_init=kernel_init)(x)
+        if layer_norm:
+            x = nn.LayerNorm()(x)
+        x = act(x)
+    return x
+
+
+def check_mlp(config: Any) -> None:
+    """Raise ConfigError unless `config.hidden_sizes` and `config.activation` describe an MLP."""
+    cfg.require(
+        len(config.hidden_sizes) > 0 and all(h >= 1 for h in config.hidden_sizes),
+        "hidden_sizes must be one or more positive widths",
+    )
+    cfg.require(config.activation in ACTIVATIONS, f"unknown activation '{config.activation}'")
+
+
 class MLP(nn.Module):
     """Fully connected layers with orthogonal initialisation (Saxe et al., 2014).
 
@@ -72,10 +109,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2.0)))(x)
-            x = act(x)
+        x = mlp(x, self.hidden_sizes, self.activation, kernel_init=orthogonal(math.sqrt(2.0)))
         return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
 
 
@@ -125,9 +159,7 @@ class _QMLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
+        x = mlp(x, self.hidden_sizes, self.activation)
         return nn.Dense(1)(x)[..., 0]
 
 

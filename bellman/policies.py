@@ -21,7 +21,7 @@ from bellman import config as cfg
 from bellman.distributions import Categorical, DiagGaussian, TanhGaussian
 from bellman.envs.spaces import Box, Discrete, EnvSpec, describe
 from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, MLP, obs_features
+from bellman.nets import MLP, check_mlp, obs_features
 from bellman.ops import normalization
 
 Distribution = Categorical | DiagGaussian | TanhGaussian
@@ -47,11 +47,7 @@ class NetworkConfig(Protocol):
 
 def validate(config: NetworkConfig) -> None:
     """Raise ConfigError for network settings out of range."""
-    cfg.require(
-        len(config.hidden_sizes) > 0 and all(h >= 1 for h in config.hidden_sizes),
-        "hidden_sizes must be one or more positive widths",
-    )
-    cfg.require(config.activation in ACTIVATIONS, f"unknown activation '{config.activation}'")
+    check_mlp(config)
     cfg.within(config, -LOG_STD_BOUND, LOG_STD_BOUND, "init_log_std")
 
 

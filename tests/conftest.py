@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import bellman
+
+# What the `bellman` command and `bellman.train` do first: in-process tests run with the same
+# XLA flags (one CPU device per core) and threefry lowering as the command line.
+bellman.configure()
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

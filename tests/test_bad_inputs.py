@@ -9,7 +9,7 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 139 CLI cases (train for every algorithm family, eval, solve, list, resume flags), run
+- 140 CLI cases (train for every algorithm family, eval, solve, list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
 - 42 Python API cases (`bellman.train`, `resume`, `load`, `evaluate`).
@@ -176,7 +176,8 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train td0 --env CartPole-v1", "needs a finite env", 2),
     # resume
     ("train ppo --resume {out}", "is not a directory", 1),
-    ("train q-learning --resume {finished} --steps 5", "--resume continues a run with its saved settings; drop --steps", 2),
+    ("train q-learning --resume {finished} --steps 5", "steps must be more than the 64 steps the run has to continue it, not 5", 2),
+    ("train q-learning --resume {finished} --seeds 5", "--resume continues a run with its saved settings (and --steps N trains it up to N steps); drop --seeds", 2),
     ("train dqn --resume {finished}", "is a q-learning run; resume it with bellman train q-learning", 1),
     ("train q-learning --resume {finished}", "has already finished", 1),
     # eval

@@ -124,9 +124,9 @@ def test_annealed_step_size_falls_linearly_to_zero() -> None:
 
     full = step_size(plain, anneal=False)
     assert step_size(plain, anneal=True) == pytest.approx(full, rel=1e-6)  # step 0: all of it
-    quarter = plain.replace(gradient_steps=jnp.asarray(24, jnp.int32))  # 8 of 32 left
+    quarter = plain.replace(gradient_step=jnp.asarray(24, jnp.int32))  # 8 of 32 left
     assert step_size(quarter, anneal=True) == pytest.approx(0.25 * full, rel=1e-4)
-    done = plain.replace(gradient_steps=jnp.asarray(32, jnp.int32))
+    done = plain.replace(gradient_step=jnp.asarray(32, jnp.int32))
     assert step_size(done, anneal=True) == 0.0
 
 

@@ -1,50 +1,35 @@
-"""The algorithms, one module each, and the registry that names them."""
+"""The algorithms, one module each, and the registry that names them.
+
+Each module satisfies its family's protocol (`bellman.contracts`); its registry entry declares
+what the driver may use besides: presets (data files in `bellman/presets`), the preset an env
+gets, settings that follow from the env, a value table to plot.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Literal
-
 from bellman.algos import a2c, ddpg, dqn, ppo, reinforce, sac, tabular
+from bellman.contracts import AlgoInfo, OffPolicyAlgorithm, OnPolicyAlgorithm, TabularAlgorithm
 from bellman.errors import ConfigError, UnknownNameError, closest
+from bellman.presets import Presets
 
+__all__ = ["ALGOS", "OFF_POLICY", "ON_POLICY", "TABULAR", "AlgoInfo", "get"]
 
-@dataclass(frozen=True)
-class AlgoInfo:
-    name: str
-    module: ModuleType
-    """Exposes `Config`, `DEFAULT_STEPS`, `check_env`, `init`, `act`, `greedy`, `learn`; optionally
-    `evaluation_action` (the policy a run's return is reported for, when not `greedy`),
-    `values_and_policy` (a finite env's value table and greedy policy, plotted after training),
-    `PRESETS` (named sets of config fields, `--preset`) and `preset_for` (the preset an env
-    gets when none is named), `fit_to_env` (settings that follow from the env, e.g. a rollout
-    as long as its time limit), `EPISODIC` (rollouts of whole episodes from fresh resets), and
-    `epsilon` (an exploration schedule, logged)."""
-    family: Literal["on_policy", "off_policy"]
-    """Which runners drive it: rollout -> learn, or act -> store -> sample -> learn."""
-    summary: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""
-
-    def make_config(self) -> Any:
-        """The config this name trains with by default."""
-        return dataclasses.replace(self.module.Config(), **self.defaults)
-
-    def check_config(self, config: Any) -> Any:
-        """`config` if it is this algorithm's config class, else ConfigError."""
-        cls = self.module.Config
-        if not isinstance(config, cls):
-            raise ConfigError(
-                f"config must be a {cls.__name__} ({self.module.__name__}.Config) for "
-                f"{self.name}, not {type(config).__name__}"
-            )
-        return config
+# The modules of each family, typed by its protocol: the type checker holds every module to its
+# family's contract (and tests/test_contracts.py checks each registered name at run time).
+ON_POLICY: tuple[OnPolicyAlgorithm, ...] = (ppo, a2c, reinforce)
+TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
+OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac)
 
 
 def _tabular(method: str, summary: str) -> AlgoInfo:
-    return AlgoInfo(method, tabular, "on_policy", summary, {"method": method})
+    return AlgoInfo(
+        method,
+        tabular,
+        "tabular",
+        summary,
+        defaults={"method": method},
+        values_and_policy=tabular.values_and_policy,
+    )
 
 
 ALGOS: dict[str, AlgoInfo] = {
@@ -53,6 +38,8 @@ ALGOS: dict[str, AlgoInfo] = {
         ppo,
         "on_policy",
         "Proximal Policy Optimization (Schulman et al., 2017), clipped or adaptive-KL objective",
+        presets=Presets("ppo", ppo.PPOConfig),
+        preset_for=ppo.preset_for,
     ),
     "a2c": AlgoInfo(
         "a2c", a2c, "on_policy", "synchronous advantage actor-critic (Mnih et al., 2016)"
@@ -62,6 +49,7 @@ ALGOS: dict[str, AlgoInfo] = {
         reinforce,
         "on_policy",
         "Monte-Carlo policy gradient (Williams, 1992); reward-to-go and baselines as options",
+        fit_to_env=reinforce.fit_to_env,
     ),
     "dqn": AlgoInfo(
         "dqn",
@@ -69,19 +57,25 @@ ALGOS: dict[str, AlgoInfo] = {
         "off_policy",
         "Deep Q-Network with replay and a target network (Mnih et al., 2015); Double, dueling, "
         "n-step, prioritised as options",
+        presets=Presets("dqn", dqn.DQNConfig),
+        preset_for=dqn.preset_for,
     ),
     "ddpg": AlgoInfo(
         "ddpg",
         ddpg,
         "off_policy",
         "Deep Deterministic Policy Gradient (Lillicrap et al., 2016), Gaussian or OU noise",
+        presets=Presets("ddpg", ddpg.DDPGConfig),
+        preset_for=ddpg.preset_for,
     ),
     "td3": AlgoInfo(
         "td3",
         ddpg,
         "off_policy",
         "Twin Delayed DDPG (Fujimoto et al., 2018): twin critics, target smoothing, delayed actor",
-        ddpg.TD3_DEFAULTS,
+        defaults=ddpg.TD3_DEFAULTS,
+        presets=Presets("ddpg", ddpg.DDPGConfig),
+        preset_for=ddpg.preset_for,
     ),
     "sac": AlgoInfo(
         "sac",
@@ -89,6 +83,8 @@ ALGOS: dict[str, AlgoInfo] = {
         "off_policy",
         "Soft Actor-Critic (Haarnoja et al., 2018): twin soft critics, tanh-Gaussian actor, "
         "tuned temperature",
+        presets=Presets("sac", sac.SACConfig),
+        preset_for=sac.preset_for,
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

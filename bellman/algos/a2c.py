@@ -100,6 +100,10 @@ class A2CConfig:
 
 Config = A2CConfig
 DEFAULT_STEPS = 500_000
+EPISODIC = False
+"""Rollouts run on across episodes, the envs resetting themselves."""
+evaluation_action = None
+"""The return a run reports is the greedy policy's, the distribution's mode (`greedy`)."""
 
 
 def check_env(config: A2CConfig, spec: EnvSpec) -> None:

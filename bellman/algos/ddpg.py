@@ -33,41 +33,29 @@ import optax
 from flax import struct
 
 from bellman import config as cfg
+from bellman import nets
 from bellman.buffers import Batch
+from bellman.contracts import ExplorationNoise, ReplayLoop
 from bellman.envs import registry
 from bellman.envs.spaces import Box, EnvSpec, describe
 from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
-from bellman.ops import targets
-from bellman.runners import offpolicy
+from bellman.nets import QEnsemble, box_affine, obs_features
+from bellman.ops import losses, targets
 
 
 @dataclass(frozen=True)
-class DDPGConfig:
+class DDPGConfig(ReplayLoop):
     """DDPG's settings (TD3's with `twin_critics`, `policy_delay` 2 and `target_noise` 0.2); the
     defaults are the standard benchmark settings (2 x 256 ReLU, batch 256, tau 0.005), which
-    learn Pendulum-v1 in 20,000 steps."""
+    learn Pendulum-v1 in 20,000 steps. The replay loop's settings are `ReplayLoop`'s, with its
+    defaults."""
 
-    num_envs: int = 1
-    """Parallel environments per seed."""
-    buffer_size: int = 1_000_000
-    """Transitions the replay memory keeps (as many as fit in memory, for all seeds)."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
     learning_rate: float = 1e-3
     """Adam step size of the critic (and of the actor unless `actor_learning_rate` is set)."""
     actor_learning_rate: float = 0.0
     """Adam step size of the actor; 0: `learning_rate` (the DDPG paper used 1e-4 and 1e-3)."""
-    gamma: float = 0.99
-    """Discount factor."""
     tau: float = 0.005
     """Soft target update theta' <- tau theta + (1 - tau) theta', tau in (0, 1]."""
-    learning_starts: int = 1_000
-    """Env steps (summed over envs) taken with uniform random actions before learning."""
-    train_frequency: int = 1
-    """Env steps per env between learning phases."""
-    gradient_steps: int = 1
-    """Critic gradient steps in each learning phase."""
     exploration_noise: float = 0.1
     """Standard deviation of the exploration noise, as a fraction of the action range's half
     width (sigma of the Ornstein-Uhlenbeck process with `noise_type ou`)."""
@@ -91,26 +79,13 @@ class DDPGConfig:
     """Hidden layer widths of the actor and of each critic."""
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "relu"
     """Activation of the hidden layers."""
-    n_step: int = 1
-    """n-step returns for the critic's target, n from 1 to 100 (and at most buffer_size /
-    num_envs)."""
-    prioritized: bool = False
-    """Prioritised replay, proportional to |TD error|^alpha (of the first critic)."""
-    priority_alpha: float = 0.6
-    """Prioritisation exponent alpha."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent at the start, annealed linearly to 1."""
-    clip_rewards: float = 0.0
-    """Clip each reward to [-c, c] for learning; 0: no clipping."""
-
-    @property
-    def num_steps(self) -> int:
-        """Env steps per env in one update of the runner (then a learning phase)."""
-        return self.train_frequency
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""
-        offpolicy.validate_loop(self)
+        super().validate()
+        cfg.positive(self, "learning_rate")
+        cfg.within(self, 0, 1, "tau", open_low=True)
+        nets.check_mlp(self)
         cfg.at_least(self, 1, "policy_delay")
         cfg.at_least(
             self,
@@ -130,16 +105,10 @@ DEFAULT_STEPS = 100_000
 TD3_DEFAULTS: dict[str, Any] = {"twin_critics": True, "policy_delay": 2, "target_noise": 0.2}
 """What turns DDPG into TD3 (the registry's `td3`)."""
 
-MUJOCO_PRESET: dict[str, Any] = {"learning_rate": 3e-4, "learning_starts": 25_000}
-"""Fujimoto et al. (2018) on MuJoCo: Adam at 3e-4 (their published code's revised setting) and
-25,000 steps of uniform random actions first; batch 256, 2 x 256, tau 0.005, noise 0.1 are the
-defaults."""
-
-PRESETS: dict[str, dict[str, Any]] = {"mujoco": MUJOCO_PRESET}
-
 
 def preset_for(spec: EnvSpec) -> str | None:
-    """The MuJoCo preset for gymnasium's MuJoCo tasks; none otherwise."""
+    """The MuJoCo preset (`bellman/presets/ddpg.toml`) for gymnasium's MuJoCo tasks; none
+    otherwise."""
     return "mujoco" if registry.is_mujoco(spec) else None
 
 
@@ -170,9 +139,7 @@ class Actor(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
+        x = nets.mlp(x, self.hidden_sizes, self.activation)
         y = jnp.tanh(nn.Dense(math.prod(self.action_shape))(x))
         return self.offset + self.scale * y.reshape((*y.shape[:-1], *self.action_shape))
 
@@ -186,7 +153,7 @@ class DDPGState(struct.PyTreeNode):
     target_critic: Any
     actor_opt: optax.OptState
     critic_opt: optax.OptState
-    gradient_steps: jax.Array
+    gradient_step: jax.Array
     """Critic gradient steps taken so far."""
 
 
@@ -232,7 +199,7 @@ def init(key: jax.Array, config: DDPGConfig, spec: EnvSpec, total_updates: int) 
         target_critic=critic,
         actor_opt=actor_opt.init(actor),
         critic_opt=critic_opt.init(critic),
-        gradient_steps=jnp.zeros((), jnp.int32),
+        gradient_step=jnp.zeros((), jnp.int32),
     )
 
 
@@ -279,6 +246,15 @@ def act_with_noise(
     return jnp.where(env_step < config.learning_starts, random, action), noise
 
 
+NOISE = ExplorationNoise(init=init_noise, act=act_with_noise)
+"""The exploration noise's state, kept per env by the runner: the Ornstein-Uhlenbeck process's
+(zeros, unused, with Gaussian noise)."""
+epsilon = None
+"""No exploration schedule to log."""
+evaluation_action = None
+"""The return a run reports is the deterministic policy's, mu(s) (`greedy`)."""
+
+
 def act(
     config: DDPGConfig,
     spec: EnvSpec,
@@ -315,10 +291,11 @@ def critic_target(
 def critic_loss(
     critic: Any, config: DDPGConfig, spec: EnvSpec, batch: Batch, target: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """sum_i mean_j w_j (y_j - Q_i(s_j, a_j))^2 / 2, and the first critic's TD errors."""
+    """sum_i mean_j w_j (y_j - Q_i(s_j, a_j))^2 / 2 (`ops.losses.ensemble_td_loss`), and the
+    first critic's TD errors."""
     q = q_values(config, spec, critic, batch.obs, batch.action)
-    error = target[None, :] - q
-    return jnp.sum(jnp.mean(batch.weight * 0.5 * error**2, axis=-1)), error[0]
+    loss, error = losses.ensemble_td_loss(q, target, batch.weight)
+    return loss, error[0]
 
 
 def actor_loss(
@@ -340,7 +317,7 @@ def learn(
     )
     updates, critic_opt_state = critic_opt.update(grads, state.critic_opt, state.critic)
     critic = optax.apply_updates(state.critic, updates)
-    steps = state.gradient_steps + 1
+    step = state.gradient_step + 1
 
     def update_actor(_: None) -> tuple[Any, Any, Any, Any, jax.Array]:
         a_loss, a_grads = jax.value_and_grad(actor_loss)(
@@ -360,7 +337,7 @@ def learn(
     if config.policy_delay == 1:
         actor, a_opt, target_actor, target_critic, a_loss = update_actor(None)
     else:
-        due = steps % config.policy_delay == 0
+        due = step % config.policy_delay == 0
         actor, a_opt, target_actor, target_critic, a_loss = jax.lax.cond(
             due, update_actor, wait, None
         )
@@ -377,6 +354,6 @@ def learn(
         target_critic=target_critic,
         actor_opt=a_opt,
         critic_opt=critic_opt_state,
-        gradient_steps=steps,
+        gradient_step=step,
     )
     return new_state, metrics, error

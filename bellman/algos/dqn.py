@@ -31,30 +31,32 @@ import optax
 from flax import struct
 
 from bellman import config as cfg
+from bellman import nets
 from bellman.buffers import Batch
+from bellman.contracts import ReplayLoop
 from bellman.envs.spaces import Discrete, EnvSpec, describe
 from bellman.errors import EnvError
-from bellman.nets import ACTIVATIONS, PatchConv, obs_features
+from bellman.nets import PatchConv, obs_features
 from bellman.ops import targets
 from bellman.ops.losses import huber
-from bellman.runners import offpolicy
 
 Torso = Literal["auto", "mlp", "nature", "minatar"]
 
 
 @dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(ReplayLoop):
     """DQN's settings; the defaults suit CartPole-v1 with the lecture's network: 10 envs, a
     learning phase of 4 gradient steps every 100 env steps, a 10k replay, the target copied every
     20 gradient steps, epsilon 1 -> 0.05 over half the run."""
 
+    # the replay loop's settings (`ReplayLoop`, which documents them) for CartPole
     num_envs: int = 10
-    """Parallel environments per seed."""
     buffer_size: int = 10_000
-    """Transitions the replay memory keeps (the newest; split evenly over the envs; as many as
-    fit in memory, for all seeds)."""
     batch_size: int = 128
-    """Transitions per gradient step."""
+    learning_starts: int = 10_000
+    train_frequency: int = 10
+    gradient_steps: int = 4
+
     learning_rate: float = 2.5e-4
     """Adam step size."""
     anneal_lr: bool = False
@@ -62,14 +64,6 @@ class DQNConfig:
     where a constant step size keeps the greedy policy oscillating)."""
     adam_eps: float = 1e-8
     """Adam's epsilon (the Atari preset uses 1.5e-4, as the Rainbow paper)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    learning_starts: int = 10_000
-    """Env steps (summed over envs) collected before the first gradient step."""
-    train_frequency: int = 10
-    """Env steps per env between learning phases."""
-    gradient_steps: int = 4
-    """Gradient steps in each learning phase."""
     target_update_interval: int = 20
     """Gradient steps between target-network updates (C); 1 updates it after every step."""
     tau: float = 1.0
@@ -89,18 +83,6 @@ class DQNConfig:
     """Double DQN (van Hasselt et al., 2016): the online network picks a', the target rates it."""
     dueling: bool = False
     """Dueling heads (Wang et al., 2016): Q = V + A - mean_a A."""
-    n_step: int = 1
-    """n-step returns: sum_{k<n} gamma^k r_{t+k} + gamma^n max_a Q^(s_{t+n}, a); n from 1 to 100
-    (and at most buffer_size / num_envs)."""
-    prioritized: bool = False
-    """Prioritised replay (Schaul et al., 2016), proportional to |TD error|^alpha."""
-    priority_alpha: float = 0.6
-    """Prioritisation exponent alpha (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent beta at the start, annealed linearly to 1 over the run."""
-    clip_rewards: float = 0.0
-    """Clip each reward to [-c, c] for learning (Atari: 1); 0: no clipping. Returns are
-    reported unclipped."""
     network: Torso = "auto"
     """Network before the Q head: mlp, nature (Atari's three conv layers and 512 units), minatar
     (one conv layer, 128 units); auto picks from the observation's shape."""
@@ -116,15 +98,13 @@ class DQNConfig:
     eval_epsilon: float = 0.0
     """Epsilon of the evaluation policy (0: greedy; Atari's protocol uses 0.05)."""
 
-    @property
-    def num_steps(self) -> int:
-        """Env steps per env in one update of the runner (then a learning phase)."""
-        return self.train_frequency
-
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type, out of range or inconsistent with
         another."""
-        offpolicy.validate_loop(self)
+        super().validate()
+        cfg.positive(self, "learning_rate")
+        cfg.within(self, 0, 1, "tau", open_low=True)
+        nets.check_mlp(self)
         cfg.at_least(self, 1, "target_update_interval")
         cfg.positive(self, "adam_eps")
         cfg.within(
@@ -142,54 +122,14 @@ class DQNConfig:
 Config = DQNConfig
 DEFAULT_STEPS = 500_000
 
-NATURE_PRESET: dict[str, Any] = {
-    "num_envs": 1,
-    "buffer_size": 1_000_000,
-    "batch_size": 32,
-    "learning_rate": 1e-4,
-    "adam_eps": 1.5e-4,
-    "learning_starts": 50_000,
-    "train_frequency": 4,
-    "gradient_steps": 1,
-    "target_update_interval": 2_500,
-    "exploration_final_eps": 0.01,
-    "exploration_fraction": 0.1,
-    "clip_rewards": 1.0,
-    "network": "nature",
-    "eval_epsilon": 0.05,
-}
-"""Mnih et al. (2015) on Atari: a 1M replay, 32-transition minibatches every 4 agent steps,
-50k steps before learning, the target copied every 10k agent steps (2,500 gradient steps),
-epsilon 1 -> 0.01 (Adam with Rainbow's step size instead of RMSProp), rewards clipped, evaluation
-at epsilon 0.05."""
-
-
-MINATAR_PRESET: dict[str, Any] = {
-    "num_envs": 1,
-    "buffer_size": 100_000,
-    "batch_size": 32,
-    "learning_rate": 2.5e-4,
-    "adam_eps": 3.125e-4,
-    "learning_starts": 5_000,
-    "train_frequency": 1,
-    "gradient_steps": 1,
-    "target_update_interval": 1_000,
-    "exploration_final_eps": 0.1,
-    "exploration_fraction": 0.02,
-    "loss": "huber",
-    "network": "minatar",
-    "final_init_std": 0.01,
-}
-"""Young & Tian (2019)'s MinAtar DQN: a 100k replay, 32-transition minibatches every step, 5k
-steps before learning, target copied every 1k steps, epsilon 1 -> 0.1 over the first 100k of 5M
-steps (a fraction of 0.02), one conv layer of 16 3x3 filters and 128 units (Adam in place of
-their centred RMSProp)."""
-
-PRESETS: dict[str, dict[str, Any]] = {"atari": NATURE_PRESET, "minatar": MINATAR_PRESET}
+NOISE = None
+"""No exploration-noise state: epsilon-greedy draws afresh at every step. (`epsilon` is the
+exploration schedule the runner logs, `evaluation_action` the policy a run reports.)"""
 
 
 def preset_for(spec: EnvSpec) -> str | None:
-    """Atari's preset for stacked pixel frames; none otherwise (the defaults suit CartPole)."""
+    """Atari's preset (`bellman/presets/dqn.toml`) for stacked pixel frames; none otherwise (the
+    defaults suit CartPole)."""
     return "atari" if spec.frame_stack > 1 else None
 
 
@@ -260,12 +200,7 @@ class QNetwork(nn.Module):
             x = nn.relu(PatchConv(16, 3, 1)(x))
             x = nn.relu(nn.Dense(128)(x.reshape((x.shape[0], -1))))
         else:
-            act = ACTIVATIONS[self.activation]
-            for size in self.hidden_sizes:
-                x = nn.Dense(size)(x)
-                if self.layer_norm:
-                    x = nn.LayerNorm()(x)
-                x = act(x)
+            x = nets.mlp(x, self.hidden_sizes, self.activation, layer_norm=self.layer_norm)
         head = lambda n: nn.Dense(
             n,
             kernel_init=nn.initializers.normal(self.final_init_std),
@@ -288,7 +223,7 @@ class DQNState(struct.PyTreeNode):
     target_params: Any
     """theta^-, the target network's parameters."""
     opt_state: optax.OptState
-    gradient_steps: jax.Array
+    gradient_step: jax.Array
     """Gradient steps taken so far."""
     total_steps: int = struct.field(pytree_node=False)
     """Env steps in the whole run (per seed, summed over envs): the horizon of epsilon's decay."""
@@ -333,15 +268,15 @@ def init(key: jax.Array, config: DQNConfig, spec: EnvSpec, total_updates: int) -
         params=params,
         target_params=params,
         opt_state=_optimizer(config).init(params),
-        gradient_steps=jnp.zeros((), jnp.int32),
-        total_steps=total_updates * config.num_envs * config.train_frequency,
+        gradient_step=jnp.zeros((), jnp.int32),
+        total_steps=total_updates * config.steps_per_update,
     )
 
 
 def total_gradient_steps(config: DQNConfig, total_steps: int) -> int:
     """Gradient steps in a run of `total_steps` env steps: `gradient_steps` per learning phase,
     one phase per `train_frequency` steps of every env once `learning_starts` are stored."""
-    phase = config.num_envs * config.train_frequency
+    phase = config.steps_per_update
     learning = max(total_steps - max(config.learning_starts, config.num_envs * config.n_step), 0)
     return max(1, -(-learning // phase) * config.gradient_steps)
 
@@ -422,11 +357,11 @@ def learn(
     grads, aux = jax.grad(loss, has_aux=True)(state.params, config, spec, batch, target)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     if config.anneal_lr:
-        fraction_left = 1.0 - state.gradient_steps / total_gradient_steps(config, state.total_steps)
+        fraction_left = 1.0 - state.gradient_step / total_gradient_steps(config, state.total_steps)
         updates = jax.tree.map(lambda u: u * jnp.maximum(fraction_left, 0.0), updates)
     params = optax.apply_updates(state.params, updates)
-    steps = state.gradient_steps + 1
-    due = steps % config.target_update_interval == 0
+    step = state.gradient_step + 1
+    due = step % config.target_update_interval == 0
     target_params = jax.tree.map(
         lambda new, old: jnp.where(due, new, old),
         targets.polyak_update(params, state.target_params, config.tau),
@@ -440,6 +375,6 @@ def learn(
         "grad_norm": optax.tree.norm(grads),
     }
     new_state = state.replace(
-        params=params, target_params=target_params, opt_state=opt_state, gradient_steps=steps
+        params=params, target_params=target_params, opt_state=opt_state, gradient_step=step
     )
     return new_state, metrics, error

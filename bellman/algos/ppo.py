@@ -133,44 +133,15 @@ class PPOConfig:
 Config = PPOConfig
 DEFAULT_STEPS = 500_000
 
-MUJOCO_PRESET: dict[str, Any] = {
-    "num_envs": 1,
-    "num_steps": 2048,
-    "num_epochs": 10,
-    "num_minibatches": 32,
-    "learning_rate": 3e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "clip_eps": 0.2,
-    "ent_coef": 0.0,
-    "normalize_obs": True,
-    "normalize_reward": True,
-}
-"""The PPO paper's MuJoCo settings (its table 3): 2048 steps of one env, 10 epochs, minibatches
-of 64, Adam 3e-4, gamma 0.99, lambda 0.95, clip 0.2, no entropy bonus; with OpenAI Baselines'
-observation and reward normalisation and linear step-size decay (ppo2's MuJoCo defaults)."""
-
-PENDULUM_PRESET: dict[str, Any] = {
-    "num_envs": 8,
-    "num_steps": 256,
-    "num_epochs": 10,
-    "num_minibatches": 16,
-    "learning_rate": 1e-3,
-    "gamma": 0.95,
-    "gae_lambda": 0.95,
-    "ent_coef": 0.0,
-    "normalize_obs": True,
-    "normalize_reward": True,
-}
-"""Pendulum-v1: short horizon (gamma 0.95, its reward is dense), 10 epochs on 2048-step
-rollouts of 8 envs, normalised observations and rewards."""
-
-PRESETS: dict[str, dict[str, Any]] = {"mujoco": MUJOCO_PRESET, "pendulum": PENDULUM_PRESET}
+EPISODIC = False
+"""Rollouts run on across episodes, the envs resetting themselves."""
+evaluation_action = None
+"""The return a run reports is the greedy policy's, the distribution's mode (`greedy`)."""
 
 
 def preset_for(spec: EnvSpec) -> str | None:
-    """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1; none
-    otherwise (the defaults suit CartPole)."""
+    """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1
+    (`bellman/presets/ppo.toml`); none otherwise (the defaults suit CartPole)."""
     if registry.is_mujoco(spec):
         return "mujoco"
     return "pendulum" if spec.id.split("-")[0] == "Pendulum" else None

@@ -34,43 +34,34 @@ import optax
 from flax import struct
 
 from bellman import config as cfg
+from bellman import nets
 from bellman.algos import ddpg
 from bellman.buffers import Batch
+from bellman.contracts import ReplayLoop
 from bellman.distributions import TanhGaussian
 from bellman.envs import registry
 from bellman.envs.spaces import EnvSpec
-from bellman.nets import ACTIVATIONS, QEnsemble, box_affine, obs_features
-from bellman.ops import targets
-from bellman.runners import offpolicy
+from bellman.nets import QEnsemble, box_affine, obs_features
+from bellman.ops import losses, targets
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """The actor's log-std is clipped to this range (the reference implementation's bounds)."""
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(ReplayLoop):
     """SAC's settings; the defaults are the paper's (Haarnoja et al., 2018b, table 1): Adam at 3e-4,
     batch 256, 2 x 256 ReLU, tau 0.005, gamma 0.99, target entropy -dim(A), one gradient step
     per env step."""
 
-    num_envs: int = 1
-    """Parallel environments per seed."""
-    buffer_size: int = 1_000_000
-    """Transitions the replay memory keeps (as many as fit in memory, for all seeds)."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
+    # the replay loop's settings (`ReplayLoop`, which documents them): its defaults, and 5,000
+    # random steps first
+    learning_starts: int = 5_000
+
     learning_rate: float = 3e-4
     """Adam step size of the actor, the critics and the temperature."""
-    gamma: float = 0.99
-    """Discount factor."""
     tau: float = 0.005
     """Soft target update phi' <- tau phi + (1 - tau) phi', tau in (0, 1]."""
-    learning_starts: int = 5_000
-    """Env steps (summed over envs) taken with uniform random actions before learning."""
-    train_frequency: int = 1
-    """Env steps per env between learning phases."""
-    gradient_steps: int = 1
-    """Gradient steps in each learning phase."""
     alpha: float = 1.0
     """The temperature alpha: its initial value, or its value throughout without `autotune`."""
     autotune: bool = True
@@ -81,45 +72,30 @@ class SACConfig:
     """Hidden layer widths of the actor and of each critic."""
     activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = "relu"
     """Activation of the hidden layers."""
-    n_step: int = 1
-    """n-step returns for the critics' target, n from 1 to 100 (and at most buffer_size /
-    num_envs)."""
-    prioritized: bool = False
-    """Prioritised replay, proportional to |TD error|^alpha (of the first critic)."""
-    priority_alpha: float = 0.6
-    """Prioritisation exponent."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent at the start, annealed linearly to 1."""
-    clip_rewards: float = 0.0
-    """Clip each reward to [-c, c] for learning; 0: no clipping."""
-
-    @property
-    def num_steps(self) -> int:
-        """Env steps per env in one update of the runner (then a learning phase)."""
-        return self.train_frequency
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""
-        offpolicy.validate_loop(self)
+        super().validate()
+        cfg.positive(self, "learning_rate")
+        cfg.within(self, 0, 1, "tau", open_low=True)
+        nets.check_mlp(self)
         cfg.positive(self, "alpha")
 
 
 Config = SACConfig
 DEFAULT_STEPS = 100_000
 
-PENDULUM_PRESET: dict[str, Any] = {"learning_rate": 1e-3, "learning_starts": 1_000}
-"""Pendulum-v1 (the RL Zoo's and the peer benchmarks' settings): Adam at 1e-3, learning after
-1,000 steps; it learns the swing-up in under 20,000 steps."""
-
-MUJOCO_PRESET: dict[str, Any] = {"learning_rate": 3e-4, "learning_starts": 10_000}
-"""Gymnasium's MuJoCo tasks: the paper's settings with 10,000 uniform-random steps first (the
-standard benchmark setting)."""
-
-PRESETS: dict[str, dict[str, Any]] = {"pendulum": PENDULUM_PRESET, "mujoco": MUJOCO_PRESET}
+NOISE = None
+"""No exploration-noise state: each step draws a ~ pi(.|s) afresh."""
+epsilon = None
+"""No exploration schedule to log."""
+evaluation_action = None
+"""The return a run reports is the deterministic policy's, the squashed mean (`greedy`)."""
 
 
 def preset_for(spec: EnvSpec) -> str | None:
-    """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1."""
+    """The MuJoCo preset for gymnasium's MuJoCo tasks, Pendulum's for Pendulum-v1
+    (`bellman/presets/sac.toml`)."""
     if registry.is_mujoco(spec):
         return "mujoco"
     return "pendulum" if spec.id.split("-")[0] == "Pendulum" else None
@@ -139,9 +115,7 @@ class GaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
+        x = nets.mlp(x, self.hidden_sizes, self.activation)
         size = math.prod(self.action_shape)
         shape = (*x.shape[:-1], *self.action_shape)
         mean = nn.Dense(size)(x).reshape(shape)
@@ -161,7 +135,8 @@ class SACState(struct.PyTreeNode):
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     alpha_opt: optax.OptState
-    gradient_steps: jax.Array
+    gradient_step: jax.Array
+    """Gradient steps taken so far."""
 
 
 def _actor(config: SACConfig, spec: EnvSpec) -> GaussianActor:
@@ -214,7 +189,7 @@ def init(key: jax.Array, config: SACConfig, spec: EnvSpec, total_updates: int) -
         actor_opt=opt.init(actor),
         critic_opt=opt.init(critic),
         alpha_opt=opt.init(log_alpha),
-        gradient_steps=jnp.zeros((), jnp.int32),
+        gradient_step=jnp.zeros((), jnp.int32),
     )
 
 
@@ -253,10 +228,11 @@ def critic_target(
 def critic_loss(
     critic: Any, config: SACConfig, spec: EnvSpec, batch: Batch, target: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """sum_i mean_j w_j (Q_i(s_j, a_j) - y_j)^2 / 2, and the first critic's TD errors."""
+    """sum_i mean_j w_j (Q_i(s_j, a_j) - y_j)^2 / 2 (`ops.losses.ensemble_td_loss`), and the
+    first critic's TD errors."""
     q = q_values(config, spec, critic, batch.obs, batch.action)
-    error = target[None, :] - q
-    return jnp.sum(jnp.mean(batch.weight * 0.5 * error**2, axis=-1)), error[0]
+    loss, error = losses.ensemble_td_loss(q, target, batch.weight)
+    return loss, error[0]
 
 
 def actor_loss(
@@ -327,6 +303,6 @@ def learn(
         actor_opt=actor_opt,
         critic_opt=critic_opt,
         alpha_opt=alpha_opt,
-        gradient_steps=state.gradient_steps + 1,
+        gradient_step=state.gradient_step + 1,
     )
     return new_state, metrics, error

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bellman import config as cfg
+from bellman.contracts import ValueTable
 from bellman.envs.spaces import Discrete, EnvSpec, describe
 from bellman.errors import EnvError
 from bellman.mdp import best, best_action
@@ -82,6 +83,8 @@ class TabularConfig:
 
 Config = TabularConfig
 DEFAULT_STEPS = 100_000
+EPISODIC = False
+"""Every env step is learned from, across episodes (one-step rollouts)."""
 
 
 def check_env(config: TabularConfig, spec: EnvSpec) -> None:
@@ -189,14 +192,13 @@ def evaluation_action(
     return greedy(config, spec, state, obs)
 
 
-def values_and_policy(
-    config: TabularConfig, state: TabularState
-) -> tuple[jax.Array, jax.Array | None]:
+def values_and_policy(config: TabularConfig, state: TabularState) -> ValueTable:
     """V(s) `[S]` (best_a Q(s, a), or TD(0)'s V) and the greedy policy `[S]` (None for TD(0),
     which learns no policy), to plot."""
     if config.method == "td0":
-        return state.v, None
-    return best(state.q, config.minimize), best_action(state.q, config.minimize)
+        return ValueTable(state.v, None, config.minimize)
+    q = state.q
+    return ValueTable(best(q, config.minimize), best_action(q, config.minimize), config.minimize)
 
 
 def _cost_or_reward(config: TabularConfig, reward: jax.Array) -> jax.Array:

@@ -43,7 +43,9 @@ class JaxEnv(Protocol):
     """Any environment written as pure JAX functions.
 
     An env may also have a `cache_key` string naming its code and parameters; with one, the
-    programs compiled for it are kept on disk between runs (`bellman.runners.programs`).
+    programs compiled for it are kept on disk between runs (`bellman.runners.programs`), so it
+    must change whenever either does. A user's env is checked against this protocol before it
+    trains (`bellman.envs.protocol.check_jax_env`); docs/environments.md shows how to write one.
     """
 
     spec: EnvSpec

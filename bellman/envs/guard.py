@@ -270,12 +270,22 @@ class Checked(gym.Wrapper):
             self.env.close()
 
 
+def jax_env_on_gymnasium(env_id: str) -> str:
+    """The sentence for a JAX env asked for on the gymnasium backend."""
+    return (
+        f"environment '{env_id}' is a JAX env, not a gymnasium.Env: it trains on the compiled "
+        "backend (--backend compiled, or auto)"
+    )
+
+
 def make_checked(
     env_id: str, make: Callable[..., Any], method: str, kwargs: dict[str, Any]
 ) -> Checked:
     """Create a user's env with `make(**kwargs)` (its exceptions told as raised in `method`)."""
     with EnvCall(env_id, method):
         env = make(**kwargs)
+    if not isinstance(env, gym.Env) and all(hasattr(env, n) for n in ("spec", "reset", "step")):
+        raise EnvError(jax_env_on_gymnasium(env_id))
     if not isinstance(env, gym.Env):
         kind = type(env)
         raise EnvError(

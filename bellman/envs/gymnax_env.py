@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bellman.envs.core import TimeStep
+from bellman.envs.options import gymnax_params
 from bellman.envs.spaces import ActionSpace, Box, Discrete, EnvSpec, Other
 
 # gymnax's registered ids, listed here so that naming an env does not import gymnax (which
@@ -51,14 +52,12 @@ GYMNAX_IDS: tuple[str, ...] = (
 
 
 class _Deferred(types.ModuleType):
-    """Stands in for a module in sys.modules and imports the real one on first use."""
+    """Stands in for a module gymnax imports, and imports the real one on first use."""
 
     def __getattr__(self, name: str) -> Any:
-        module = sys.modules.get(self.__name__)
-        if module is self:
+        if sys.modules.get(self.__name__) is self:  # used while gymnax imports
             del sys.modules[self.__name__]
-            module = importlib.import_module(self.__name__)
-        return getattr(module, name)
+        return getattr(importlib.import_module(self.__name__), name)
 
 
 def import_gymnax() -> Any:
@@ -66,13 +65,21 @@ def import_gymnax() -> Any:
 
     gymnax imports matplotlib.pyplot and seaborn at import time, for rendering helpers bellman
     never calls; that is more than a second on a small machine, paid by every run. They are
-    deferred: whoever uses them first (bellman's learning-curve plot, say) imports them then.
+    deferred: stand-ins are put in sys.modules for the duration of `import gymnax` only, so
+    gymnax's module-level `plt` and `sns` are stand-ins that import the real modules on first
+    use, and sys.modules is left as it was (a later `import seaborn` gets the real one).
     """
-    for name in ("seaborn", "matplotlib.pyplot"):
-        if name not in sys.modules:
-            sys.modules[name] = _Deferred(name)
-    import gymnax
-
+    stand_ins: dict[str, _Deferred] = {}
+    if "gymnax" not in sys.modules:
+        plotting = ("seaborn", "matplotlib.pyplot")
+        stand_ins = {name: _Deferred(name) for name in plotting if name not in sys.modules}
+    sys.modules.update(stand_ins)
+    try:
+        import gymnax
+    finally:
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
     return gymnax
 
 
@@ -104,11 +111,13 @@ def _observation_bounds(
 
 
 class GymnaxEnv:
-    """A gymnax environment with its default parameters, as a bellman `JaxEnv`."""
+    """A gymnax environment as a bellman `JaxEnv`, with its default parameters or with `params`
+    changed (`bellman.envs.options.gymnax_params`: checked, converted to each field's type,
+    derived fields recomputed); `changes` holds the changes as converted, for a run's record."""
 
     def __init__(self, env_id: str, **params: Any):
         self._env, default_params = import_gymnax().make(env_id)
-        self._params = default_params.replace(**params) if params else default_params
+        self._params, self.changes = gymnax_params(env_id, default_params, params)
         self.cache_key = f"gymnax {env_id} {self._params!r}"
         """Names the env's code and parameters, for `bellman.runners.programs`."""
         # The spaces are built with jnp: evaluate them eagerly even when an env is made while

@@ -204,8 +204,14 @@ def read_meta(path: Path) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k not in ("parts", "payload_bytes")}
 
 
-def load(path: Path, templates: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read the parts named in `templates` (pytrees of arrays or ShapeDtypeStructs)."""
+def load(
+    path: Path, templates: dict[str, Any], restructure: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read the parts named in `templates` (pytrees of arrays or ShapeDtypeStructs).
+
+    `restructure` takes the template's tree structure when only its static metadata differs
+    from the stored one (the same arrays, in the same order, of the same shapes and dtypes): a
+    run continued for more updates, whose states record their planned number of updates."""
     f, meta, start = _open(path)
     with f:
         stored = meta.pop("parts")
@@ -214,7 +220,8 @@ def load(path: Path, templates: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         for name, template in templates.items():
             leaves_t, treedef = jax.tree.flatten(template)
             entries = stored.get(name, {}).get("leaves", [])
-            if stored.get(name, {}).get("treedef") != str(treedef) or len(entries) != len(leaves_t):
+            same_tree = restructure or stored.get(name, {}).get("treedef") == str(treedef)
+            if not same_tree or len(entries) != len(leaves_t):
                 raise CheckpointError(
                     f"checkpoint {path} does not match this run's settings (its '{name}' state "
                     "has another structure)"
@@ -279,16 +286,18 @@ def load_newest(
     directory: Path,
     templates: dict[str, Any],
     check: Callable[[dict[str, Any], Path], None] | None = None,
+    restructure: bool = False,
 ) -> Loaded:
     """The newest checkpoint in `directory` that verifies (and passes `check`, which raises
-    CheckpointError for a checkpoint it rejects), falling back over damaged ones."""
+    CheckpointError for a checkpoint it rejects), falling back over damaged ones
+    (`restructure`: see `load`)."""
     found = list_checkpoints(directory)
     if not found:
         raise CheckpointError(f"{directory} holds no checkpoint")
     skipped: list[tuple[Path, str]] = []
     for update, path in reversed(found):
         try:
-            parts, meta = load(path, templates)
+            parts, meta = load(path, templates, restructure)
             if check is not None:
                 check(parts, path)
         except CheckpointError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bellman import algos
@@ -20,12 +21,15 @@ from bellman.errors import (
     BellmanError,
     BellmanWarning,
     CheckpointError,
+    ConfigError,
+    EnvError,
     RunDirError,
     UntrustedCodeError,
 )
 from bellman.experiment import checkpoint as ckpt
+from bellman.experiment.callbacks import BEST
 from bellman.experiment.rundir import RunDir
-from bellman.experiment.settings import Plan, RunSettings
+from bellman.experiment.settings import Plan, RunSettings, resolve_env
 from bellman.runners.common import seed_keys
 
 
@@ -81,17 +85,36 @@ def read_saved(run_dir: RunDir, trust_env: bool = False) -> SavedRun:
     return SavedRun(info, settings, config, plan)
 
 
-def open_run(path: str | Path, backend: str | None = None, trust_env: bool = False) -> TrainedRun:
+def open_run(
+    path: str | Path,
+    backend: str | None = None,
+    trust_env: bool = False,
+    checkpoint: str | None = None,
+    env_object: Any = None,
+) -> TrainedRun:
     """Read a run directory's settings and its newest intact checkpoint (falling back over
-    damaged ones, with a BellmanWarning naming each)."""
+    damaged ones, with a BellmanWarning naming each), or with `checkpoint="best"` the one
+    `KeepBest` kept (RUN_DIR/best/best.ckpt). A run trained on an env object takes it again as
+    `env_object` (`bellman.experiment.settings.resolve_env`)."""
+    if checkpoint not in (None, "best"):
+        raise ConfigError(f"checkpoint must be None (the newest) or 'best', not {checkpoint!r}")
     run_dir = RunDir.open(cfg.as_path("run_dir", path))
     saved = read_saved(run_dir, trust_env)
     info, settings, config = saved.info, saved.settings, saved.config
-    env = registry.resolve(settings.env, backend or run_dir.config["backend"])
-    if not ckpt.list_checkpoints(run_dir.checkpoints):
-        raise CheckpointError(f"{run_dir.path} has no checkpoint yet; nothing to evaluate")
+    _, env = resolve_env(settings, backend or run_dir.config["backend"], env_object)
     init = lambda key: info.module.init(key, config, env.spec, saved.plan.total_updates)
     template = jax.eval_shape(jax.vmap(init), seed_keys(settings.seed, settings.seeds))
+    if checkpoint == "best":
+        best = run_dir.path / BEST / "best.ckpt"
+        if not best.is_file():
+            raise CheckpointError(
+                f"{run_dir.path} has no best checkpoint (it is kept by the KeepBest callback)"
+            )
+        parts, meta = ckpt.load(best, {"algo": template})
+        finite_algo(parts, best)
+        return TrainedRun(run_dir, info, config, settings, env, parts["algo"], meta["update"])
+    if not ckpt.list_checkpoints(run_dir.checkpoints):
+        raise CheckpointError(f"{run_dir.path} has no checkpoint yet; nothing to evaluate")
     loaded = ckpt.load_newest(run_dir.checkpoints, {"algo": template}, check=finite_algo)
     for _, why in loaded.skipped:
         warnings.warn(f"{why}; using {loaded.path.name}", BellmanWarning, stacklevel=2)
@@ -110,33 +133,65 @@ def finite_algo(parts: dict[str, Any], path: Path) -> None:
 
 
 class Policy:
-    """The greedy (deterministic) policy of one seed of a trained run.
+    """The policy of one seed of a trained run.
 
     `policy(obs)` takes one observation (shape `obs_shape`) or a batch (`[B, *obs_shape]`) and
-    returns actions as numpy arrays, clipped to the env's bounds for continuous actions.
+    returns actions as numpy arrays, clipped to the env's bounds for continuous actions: the
+    greedy (deterministic) action by default, or with `deterministic=False` one sampled from the
+    algorithm's behaviour policy as training ended (PPO's and SAC's distributions, DQN's and the
+    tabular methods' final epsilon-greedy, DDPG's and TD3's action noise), drawn with `key` or,
+    without one, with the policy's own key, which advances at every call (seeded by `seed`).
     """
 
-    def __init__(self, trained: TrainedRun, seed_index: int = 0):
+    def __init__(self, trained: TrainedRun, seed_index: int = 0, seed: int = 0):
         seeds = trained.settings.seeds
         if not (cfg.is_int(seed_index) and 0 <= seed_index < seeds):
             raise RunDirError(f"the run has seeds 0..{seeds - 1}, not {seed_index!r}")
         self.run = trained
         self.spec: EnvSpec = trained.env.spec
         self.state = jax.tree.map(lambda x: x[seed_index], trained.algo_state)
-        module, config = trained.info.module, trained.config
-        self._greedy = jax.jit(lambda state, obs: module.greedy(config, self.spec, state, obs))
+        module, config, spec = trained.info.module, trained.config, self.spec
+        self._greedy = jax.jit(lambda state, obs: module.greedy(config, spec, state, obs))
+        if trained.info.family == "off_policy":  # its schedules as they end: past every step
+            late = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
+            sample = lambda state, obs, key: module.act(config, spec, state, obs, key, late)
+        else:
+            sample = lambda state, obs, key: module.act(config, spec, state, obs, key)[0]
+        self._sample = jax.jit(sample)
+        self._key = jax.random.PRNGKey(seed)
 
-    def __call__(self, obs: Any) -> np.ndarray:
+    def __call__(
+        self, obs: Any, deterministic: bool = True, key: jax.Array | None = None
+    ) -> np.ndarray:
         obs = np.asarray(obs, self.spec.obs_dtype)
         single = obs.shape == self.spec.obs_shape
         batch = obs[None] if single else obs
-        action = np.asarray(self._greedy(self.state, batch))
+        if batch.shape[1:] != self.spec.obs_shape:
+            raise EnvError(
+                f"the policy takes observations of shape {self.spec.obs_shape} (or a batch of "
+                f"them), not {obs.shape}"
+            )
+        if deterministic:
+            action = np.asarray(self._greedy(self.state, batch))
+        else:
+            if key is None:
+                self._key, key = jax.random.split(self._key)
+            action = np.asarray(self._sample(self.state, batch, key))
         space = self.spec.action_space
         if isinstance(space, Box) and space.bounded:
             action = space.clip_numpy(action)
         return action[0] if single else action
 
 
-def load(run_dir: str | Path, seed: int = 0, trust_env: bool = False) -> Policy:
-    """The greedy policy of seed `seed` of the run in `run_dir` (`trust_env`: see `open_run`)."""
-    return Policy(open_run(run_dir, trust_env=trust_env), seed)
+def load(
+    run_dir: str | Path,
+    seed: int = 0,
+    trust_env: bool = False,
+    checkpoint: str | None = None,
+    env: Any = None,
+) -> Policy:
+    """The policy of seed `seed` of the run in `run_dir`, from its newest checkpoint or, with
+    `checkpoint="best"`, the one `KeepBest` kept (`trust_env`: see `read_saved`; `env`: the env
+    object of a run trained on one)."""
+    trained = open_run(run_dir, trust_env=trust_env, checkpoint=checkpoint, env_object=env)
+    return Policy(trained, seed)

@@ -5,6 +5,7 @@ memory. `bellman.experiment.train.train` checks all of it before it writes or co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,8 +17,11 @@ from bellman import buffers
 from bellman import config as cfg
 from bellman.algos import AlgoInfo
 from bellman.config import INT32_MAX, SEED_MAX
+from bellman.envs import options, registry
+from bellman.envs.protocol import OBJECT
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import EnvSpec
+from bellman.errors import ConfigError, EnvError
 from bellman.runners import offpolicy
 
 STEPS_WHY = "bellman counts steps in 32-bit integers"
@@ -32,7 +36,9 @@ class RunSettings:
     """Settings of `bellman train` that are not the algorithm's."""
 
     env: str
-    """Environment: a JAX env id, a gymnasium id, or module:Class for your own gymnasium env."""
+    """Environment: a JAX env id (gymnax's, bellman's, jumanji:<id>), a gymnasium id, or
+    module:attr for your own env (a gymnasium.Env class, or a JAX env object or a function or
+    class making one); a run given an env object from Python records object:<module>.<class>."""
     steps: int | None = None
     """Environment steps per seed, summed over parallel envs, 1 to 2,147,483,647 (32-bit
     counters; default: the algorithm's)."""
@@ -58,6 +64,13 @@ class RunSettings:
     preset: str | None = None
     """A named set of the algorithm's settings (dqn: atari, minatar), applied before the flags
     given; default: the one the algorithm picks for the env (atari for stacked Atari frames)."""
+    env_params: str | None = None
+    """gymnax env parameters to change, as name=value,... (gravity=20,max_steps_in_episode=200),
+    a JSON object or a .json file holding one; recorded as JSON (default: gymnax's)."""
+    env_kwargs: str | None = None
+    """Keyword arguments of what makes the env (gymnasium.make for a gymnasium id, the class or
+    function of module:attr, jumanji.make for jumanji:<id>), as key=value,..., a JSON object or a
+    .json file holding one; recorded as JSON."""
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""
@@ -76,6 +89,56 @@ class RunSettings:
                 cfg.at_least(self, 1, name)
         cfg.at_least(self, 1, "seeds", "eval_episodes")
         cfg.at_least(self, 0, "seed", "evals")
+        for name in ("env_params", "env_kwargs"):
+            text = getattr(self, name)
+            if text is not None:
+                options.parse(text, name)
+
+
+def resolve_env(
+    settings: RunSettings, backend: str, env: Any = None
+) -> tuple[RunSettings, ResolvedEnv]:
+    """The run's env on `backend`, and `settings` as config.json records them: `env_params` and
+    `env_kwargs` as JSON (a file's contents, not its name), so that a resumed or evaluated run
+    makes the same env.
+
+    `env` is an env object: the one given to `bellman.train`, recorded as `object:<module>.
+    <class>`, which bellman cannot make again from that name; resuming or loading such a run
+    takes the object again (`bellman.resume(run_dir, env=...)`, `bellman.load(run_dir,
+    env=...)`), of the same class. An env id given as `env` is the one `settings` names.
+    """
+    recorded = settings.env
+    if isinstance(env, str) and env != recorded:
+        raise ConfigError(
+            f"env= takes the env object of a run trained on one, not an id ('{env}'); this run's "
+            f"env is '{recorded}'"
+        )
+    given = None if isinstance(env, str) else env
+    if recorded.startswith(OBJECT):
+        if given is None:
+            raise EnvError(
+                f"the run was trained on an env object ('{recorded}'), which bellman cannot make "
+                "from that name: pass the object again from Python, as in bellman.resume(run_dir, "
+                "env=...) or bellman.load(run_dir, env=...)"
+            )
+        if registry.env_label(given) != recorded:
+            raise EnvError(
+                f"the run was trained on '{recorded}', not on '{registry.env_label(given)}': "
+                "pass an env of the class it was trained on"
+            )
+    elif given is not None:
+        raise ConfigError(
+            f"env= takes the env object of a run trained on one; this run's env '{recorded}' is "
+            "made by bellman from its name"
+        )
+    target = recorded if given is None else given
+    resolved = registry.resolve(target, backend, settings.env_params, settings.env_kwargs)
+    return (
+        dataclasses.replace(
+            settings, env_params=resolved.env_params, env_kwargs=resolved.env_kwargs
+        ),
+        resolved,
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@
 over seeds of the greedy policy's mean return over `eval_episodes` episodes after training),
 final_return_std (over seeds), final_return_per_seed, eval_episodes, wall_s (the whole call),
 compile_s, train_s (the chunks alone), steps_per_s (env steps of all seeds per second of
-train_s), steps_per_s_per_seed, resumed, run_dir.
+train_s), steps_per_s_per_seed, resumed, stopped_early (why a callback stopped the run, or
+null), final_step (env steps per seed trained: `steps` unless stopped early), run_dir.
+
+Callbacks (`bellman.experiment.callbacks`) are called after each chunk's record and checkpoint;
+one that returns False ends the run there, with its final evaluation and summary.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +38,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bellman import algos
+from bellman import algos, jax_setup
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.envs import registry
@@ -46,12 +51,13 @@ from bellman.errors import (
     closest,
 )
 from bellman.experiment import checkpoint as ckpt
+from bellman.experiment.callbacks import Callback, Chunk, check_callbacks, stop_reason
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
-from bellman.experiment.policy import finite_algo, read_saved
+from bellman.experiment.policy import SavedRun, finite_algo, read_saved
 from bellman.experiment.progress import TrainingProgress
-from bellman.experiment.rundir import CURVE, RunDir
-from bellman.experiment.settings import Plan, RunSettings, check_resources
+from bellman.experiment.rundir import CURVE, RunDir, write_json
+from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
 from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
@@ -141,10 +147,16 @@ class Trainer:
         resolved: registry.ResolvedEnv,
         plan: Plan,
         progress: bool,
+        callbacks: Sequence[Callback] = (),
     ):
         self.info = algos.get(algo_name)
         self.settings, self.config, self.run_dir = settings, config, run_dir
         self.env, self.plan, self.show_progress = resolved, plan, progress
+        self.callbacks = list(callbacks)
+        self.stopped_early: str | None = None
+        self.continued = False
+        """The plan was extended (`resume(steps=...)`): the checkpoints' states record the old
+        number of updates, a static field restored under the new one."""
         common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
         self.runner: Runner
         off_policy = self.info.family == "off_policy"
@@ -214,7 +226,10 @@ class Trainer:
         if not ckpt.list_checkpoints(self.run_dir.checkpoints):
             return self.runner.init_state(), 0
         loaded = ckpt.load_newest(
-            self.run_dir.checkpoints, self.runner.checkpoint_templates(), check=finite_algo
+            self.run_dir.checkpoints,
+            self.runner.checkpoint_templates(),
+            check=finite_algo,
+            restructure=self.continued,
         )
         for path, why in loaded.skipped:
             aside = set_aside(path)
@@ -224,6 +239,27 @@ class Trainer:
                 stacklevel=2,
             )
         return self.runner.from_checkpoint_parts(loaded.parts, loaded.update), loaded.update
+
+    def chunk(self, state: Any, update: int, record: dict[str, Any], saved: Path | None) -> Chunk:
+        """What callbacks see after a chunk (`bellman.experiment.callbacks`): the algorithm's
+        state copied to the host, since the next chunk reuses the device's buffers."""
+        algo_state = jax.device_get(self.runner.algo_state(state))
+
+        def save(path: Path) -> Path:
+            meta = {"update": update, "step": update * self.plan.steps_per_update}
+            ckpt.save(Path(path), {"algo": algo_state}, meta)
+            return Path(path)
+
+        return Chunk(
+            run_dir=self.run_dir.path,
+            step=update * self.plan.steps_per_update,
+            update=update,
+            total_steps=self.plan.total_steps,
+            metrics=record,
+            checkpoint=saved,
+            algo_state=algo_state,
+            save=save,
+        )
 
     def last_checkpoint(self) -> str:
         found = ckpt.list_checkpoints(self.run_dir.checkpoints)
@@ -300,9 +336,16 @@ class Trainer:
                             else math.nan
                         )
                         bar.update(step, record["steps_per_s"] / s.seeds, recent)
+                        saved = None
                         if chunk_index % plan.checkpoint_chunks == 0 or stop.signal is not None:
-                            self.save_checkpoint(state, update)
+                            saved = self.save_checkpoint(state, update)
                             last_saved = update
+                        if self.callbacks:
+                            self.stopped_early = stop_reason(
+                                self.callbacks, self.chunk(state, update, record, saved)
+                            )
+                            if self.stopped_early is not None:
+                                break
                         if stop.signal is not None and not finished:
                             raise Interrupted(
                                 f"stopped by {signal.Signals(stop.signal).name} at step "
@@ -348,6 +391,8 @@ class Trainer:
             "steps_per_s": steps_trained * s.seeds / max(train_s, 1e-9),
             "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),
             "resumed": resumed,
+            "stopped_early": self.stopped_early,
+            "final_step": update * plan.steps_per_update,
             "run_dir": str(self.run_dir.path),
         }
         self.run_dir.write_summary(summary)
@@ -363,14 +408,15 @@ class Trainer:
     def plot_values(self, algo_state: Any) -> None:
         """For an algorithm with a value table on a finite JAX env: its values and greedy policy
         (seed 0) as `policy.png`, a grid heat map when the env is a grid."""
-        module, env = self.info.module, self.env.jax_env
-        if not hasattr(module, "values_and_policy") or env is None:
+        values_and_policy, env = self.info.values_and_policy, self.env.jax_env
+        if values_and_policy is None or env is None:
             return
-        values, policy = module.values_and_policy(
+        table = values_and_policy(
             self.config, jax.tree.map(lambda x: x[0], jax.device_get(algo_state))
         )
-        values = np.asarray(values, np.float64)
-        policy = None if policy is None else np.asarray(policy)
+        values = np.asarray(table.values, np.float64)
+        policy = None if table.policy is None else np.asarray(table.policy)
+        minimize = table.minimize
         skip = None
         mdp = getattr(env, "mdp", None)
         if mdp is not None:  # a finite MDP: no values where no episode goes, no action where
@@ -378,7 +424,6 @@ class Trainer:
             values = np.where(visited, values, np.nan)
             skip = ~visited | mdp_lib.absorbing(mdp)
         labels = getattr(env, "action_labels", None) or [str(a) for a in range(values.size)]
-        minimize = getattr(self.config, "objective", "reward") == "cost"
         what = "values and greedy policy" if policy is not None else "values"
         title = f"{self.info.name} on {self.env.id}: {what} of seed 0"
         path = self.run_dir.path / POLICY_PLOT
@@ -397,6 +442,27 @@ class Trainer:
                 f"infinite for seed(s) {', '.join(map(str, bad))}; the last good checkpoint is "
                 f"kept ({self.last_checkpoint()}); try a lower learning rate"
             )
+
+
+def extend(rd: RunDir, saved: SavedRun, steps: Any, summary: dict[str, Any] | None) -> SavedRun:
+    """The saved run with its plan extended to `steps` env steps per seed, written to its
+    config.json (the chunks, checkpoints and evaluations keep their spacing)."""
+    plan = saved.plan
+    cfg.check_int("steps", steps, 1, cfg.INT32_MAX, "bellman counts in 32-bit integers")
+    if steps <= plan.total_steps:
+        raise ConfigError(
+            f"steps must be more than the {plan.total_steps:,} steps the run has to continue it, "
+            f"not {steps:,}"
+        )
+    plan = dataclasses.replace(plan, total_updates=math.ceil(steps / plan.steps_per_update))
+    settings = dataclasses.replace(saved.settings, steps=steps)
+    record = {**rd.config, "settings": cfg.to_dict(settings), "plan": dataclasses.asdict(plan)}
+    record["continued"] = [*rd.config.get("continued", []), {"from_steps": saved.plan.total_steps}]
+    if summary is not None:
+        os.replace(rd.path / "summary.json", rd.path / f"summary-{saved.plan.total_steps}.json")
+    write_json(rd.path / "config.json", record)
+    rd.config = record
+    return dataclasses.replace(saved, settings=settings, plan=plan)
 
 
 def set_aside(path: Path) -> Path:
@@ -431,9 +497,9 @@ def _record(algo: str, settings: RunSettings, config: Any, resolved: Any, plan: 
 def preset_config(info: algos.AlgoInfo, preset: str | None, spec: Any) -> Any:
     """The algorithm's default config with a named preset applied: `preset`, or the one the
     algorithm picks for the env (`preset_for`, e.g. Atari's for stacked pixel frames)."""
-    presets: dict[str, dict[str, Any]] = getattr(info.module, "PRESETS", {})
-    if preset is None and hasattr(info.module, "preset_for"):
-        preset = info.module.preset_for(spec)
+    presets = info.presets
+    if preset is None and info.preset_for is not None:
+        preset = info.preset_for(spec)
     if preset is None:
         return info.make_config()
     if preset not in presets:
@@ -446,7 +512,7 @@ def preset_config(info: algos.AlgoInfo, preset: str | None, spec: Any) -> Any:
 
 def train(
     algo: str,
-    env: str,
+    env: Any,
     *,
     steps: int | None = None,
     seeds: int = 1,
@@ -458,20 +524,29 @@ def train(
     log_every: int | None = None,
     checkpoint_every: int | None = None,
     preset: str | None = None,
+    env_params: str | None = None,
+    env_kwargs: str | None = None,
     progress: bool = True,
     config: Any = None,
+    callbacks: Sequence[Callback] = (),
     **overrides: Any,
 ) -> Run:
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
 
+    `env` is an env id, `module:attr`, or a JAX env object (`bellman.envs.JaxEnv`; resuming or
+    loading its run takes the object again); `env_params` and `env_kwargs` as the
+    `RunSettings` fields of those names.
     `config` is the algorithm's config (default: its defaults, with `preset` applied, or the
     preset the algorithm picks for the env); `overrides` replace single fields, e.g.
-    `learning_rate=1e-3`. Everything is checked before anything compiles.
+    `learning_rate=1e-3`. `callbacks` are called after every chunk (`bellman.Chunk`; one that
+    returns False stops the run). Everything is checked before anything compiles.
     """
+    jax_setup.configure()  # first: JAX reads XLA_FLAGS when it starts
+    callbacks = check_callbacks(callbacks)
     start = time.perf_counter()
     info = algos.get(algo)
     settings = cfg.with_overrides(
-        RunSettings(env=env),
+        RunSettings(env=registry.env_label(env)),
         {
             "steps": steps,
             "seeds": seeds,
@@ -482,10 +557,12 @@ def train(
             "log_every": log_every,
             "checkpoint_every": checkpoint_every,
             "preset": preset,
+            "env_params": env_params,
+            "env_kwargs": env_kwargs,
         },
     )
     settings.validate()
-    resolved = registry.resolve(env, settings.backend)
+    settings, resolved = resolve_env(settings, settings.backend, env)
     algo_config = cfg.with_overrides(
         info.check_config(config)
         if config is not None
@@ -494,18 +571,20 @@ def train(
     )
     algo_config.validate()
     info.module.check_env(algo_config, resolved.spec)
-    if hasattr(info.module, "fit_to_env"):
-        algo_config = info.module.fit_to_env(algo_config, resolved.spec)
+    if info.fit_to_env is not None:
+        algo_config = info.fit_to_env(algo_config, resolved.spec)
     budget = settings.steps or info.module.DEFAULT_STEPS
     steps_per_update = algo_config.num_envs * algo_config.num_steps
     plan = Plan.make(settings, budget, steps_per_update)
     check_resources(info, algo_config, resolved, settings, plan)
     run_dir = RunDir.create(
-        cfg.as_path("out", out) if out is not None else default_run_dir(info.name, env),
+        cfg.as_path("out", out) if out is not None else default_run_dir(info.name, settings.env),
         _record(info.name, settings, algo_config, resolved, plan),
     )
     try:
-        trainer = Trainer(info.name, settings, algo_config, run_dir, resolved, plan, progress)
+        trainer = Trainer(
+            info.name, settings, algo_config, run_dir, resolved, plan, progress, callbacks
+        )
         return trainer.run(start, resumed=False)
     finally:
         run_dir.unlock()
@@ -517,10 +596,18 @@ def resume(
     algo: str | None = None,
     progress: bool = True,
     trust_env: bool = False,
+    callbacks: Sequence[Callback] = (),
+    steps: int | None = None,
+    env: Any = None,
 ) -> Run:
     """Continue a stopped or killed run from its newest intact checkpoint, with its saved
-    settings. The run directory is locked while it runs: a second writer is refused. A run on a
-    `module:Class` env imports that module only with `trust_env=True`."""
+    settings; with `steps` (env steps per seed, more than the run's), continue a run, finished or
+    not, up to that many steps (as RL Zoo's `-i`): its plan grows, its schedules (an annealed
+    step size, an exploration schedule) stretch to the new total, and a finished run's summary
+    is kept as summary-<old steps>.json. The run directory is locked while it runs: a second
+    writer is refused. A run on a `module:Class` env imports that module only with
+    `trust_env=True`; a run trained on an env object takes it again as `env`."""
+    jax_setup.configure()  # first: JAX reads XLA_FLAGS when it starts
     start = time.perf_counter()
     rd = RunDir.open(cfg.as_path("run_dir", run_dir))
     record = rd.config
@@ -531,9 +618,16 @@ def resume(
         )
     rd.lock()
     try:
-        if rd.summary() is not None:
-            raise RunDirError(f"{rd.path} has already finished; its result is in summary.json")
+        summary = rd.summary()
+        if summary is not None and steps is None:
+            raise RunDirError(
+                f"{rd.path} has already finished; its result is in summary.json (to train it "
+                "further, give the new total: --steps N)"
+            )
         saved = read_saved(rd, trust_env)
+        _, resolved = resolve_env(saved.settings, record["backend"], env)  # before extend writes
+        if steps is not None:
+            saved = extend(rd, saved, steps, summary)
         logged = rd.read_metrics()
         if logged and not ckpt.list_checkpoints(rd.checkpoints):
             raise RunDirError(
@@ -541,10 +635,17 @@ def resume(
                 f"{logged[-1]['update']:,}) but holds no checkpoint to resume from; start a new "
                 "run (or restore its checkpoints/ folder)"
             )
-        resolved = registry.resolve(saved.settings.env, record["backend"])
         trainer = Trainer(
-            saved.info.name, saved.settings, saved.config, rd, resolved, saved.plan, progress
+            saved.info.name,
+            saved.settings,
+            saved.config,
+            rd,
+            resolved,
+            saved.plan,
+            progress,
+            check_callbacks(callbacks),
         )
+        trainer.continued = steps is not None
         return trainer.run(start, resumed=True)
     finally:
         rd.unlock()

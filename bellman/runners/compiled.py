@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bellman.contracts import Algorithm
 from bellman.envs.core import EpisodeStatistics, JaxEnv
 from bellman.runners import programs
 from bellman.runners.common import (
@@ -94,7 +95,7 @@ class CompiledRunner:
     def __init__(
         self,
         family: Family,
-        algo: Any,
+        algo: Algorithm,
         config: Any,
         env: JaxEnv,
         seeds: int,
@@ -149,7 +150,7 @@ class CompiledRunner:
             return None
         return [
             f"{self.family.__name__} {part}",
-            getattr(self.algo, "__name__", repr(self.algo)),
+            self.algo.__name__,
             repr(self.config),
             env_key,
             f"seeds={self.seeds} updates={self.total_updates} chunk={self.chunk_updates}",

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bellman.contracts import Algorithm
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
 from bellman.envs.spaces import EnvSpec
@@ -23,17 +24,17 @@ DEFAULT_MAX_STEPS = 100_000
 
 
 def evaluation_action(
-    algo: Any, config: Any, spec: EnvSpec, algo_state: Any, obs: Any, key: jax.Array
+    algo: Algorithm, config: Any, spec: EnvSpec, algo_state: Any, obs: Any, key: jax.Array
 ) -> jax.Array:
     """The action of the policy a run reports its return for: the algorithm's
-    `evaluation_action` if it has one (TD(0) evaluates a stochastic policy), else `greedy`."""
-    if hasattr(algo, "evaluation_action"):
+    `evaluation_action` if it declares one (TD(0) evaluates a stochastic policy), else `greedy`."""
+    if algo.evaluation_action is not None:
         return algo.evaluation_action(config, spec, algo_state, obs, key)
     return algo.greedy(config, spec, algo_state, obs)
 
 
 def evaluate_jax(
-    algo: Any, config: Any, env: JaxEnv, algo_state: Any, key: jax.Array, episodes: int
+    algo: Algorithm, config: Any, env: JaxEnv, algo_state: Any, key: jax.Array, episodes: int
 ) -> tuple[jax.Array, jax.Array]:
     """Returns and lengths `[episodes]` of one seed's greedy policy, episodes run in parallel.
 
@@ -70,15 +71,14 @@ def evaluate_jax(
 class JaxEvaluator:
     """`evaluate_jax` for all seeds at once, compiled ahead of time, seeds sharded over cores."""
 
-    def __init__(self, algo: Any, config: Any, env: JaxEnv, episodes: int, seeds: int):
+    def __init__(self, algo: Algorithm, config: Any, env: JaxEnv, episodes: int, seeds: int):
         self.episodes, self.seeds = episodes, seeds
         env_key = getattr(env, "cache_key", None)
         self._description = None
         if env_key is not None:
-            name = getattr(algo, "__name__", repr(algo))
             self._description = [
                 "evaluate",
-                name,
+                algo.__name__,
                 repr(config),
                 env_key,
                 f"seeds={seeds} episodes={episodes}",
@@ -122,7 +122,7 @@ class JaxEvaluator:
 
 
 def evaluate_gymnasium(
-    algo: Any,
+    algo: Algorithm,
     config: Any,
     spec: EnvSpec,
     env_id: str,

@@ -11,97 +11,26 @@ an environment):
 
 `init_state` and `update` are pure functions of one seed's `RunnerState`, driven chunk after chunk
 for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOffPolicy` below). The
-host runner (`runners.offpolicy_host`) calls `learn_phase` too. The algorithm's config provides
-the loop's settings: `num_envs`, `train_frequency`, `gradient_steps`, `batch_size`, `buffer_size`,
-`learning_starts`, `n_step`, `gamma`, `prioritized`, `priority_alpha`, `priority_beta` and
-`clip_rewards`.
+host runner (`runners.offpolicy_host`) calls `learn_phase` too. The algorithm is a module of the
+off-policy family (`contracts.OffPolicyAlgorithm`); its config is a `contracts.ReplayLoop`, whose
+fields are the loop's settings.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from bellman import buffers
-from bellman import config as cfg
+from bellman.contracts import OffPolicyAlgorithm, ReplayLoop
 from bellman.envs.core import JaxEnv
 from bellman.envs.spaces import Discrete, EnvSpec
-from bellman.nets import ACTIVATIONS
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
-
-
-class OffPolicyAlgorithm(Protocol):
-    """What an off-policy algorithm module provides (see `bellman.algos.dqn`)."""
-
-    def init(self, key: jax.Array, config: Any, spec: EnvSpec, total_updates: int) -> Any: ...
-
-    def act(
-        self,
-        config: Any,
-        spec: EnvSpec,
-        state: Any,
-        obs: jax.Array,
-        key: jax.Array,
-        env_step: jax.Array,
-    ) -> jax.Array: ...
-
-    def greedy(self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array) -> jax.Array: ...
-
-    # An algorithm whose exploration noise is correlated in time (DDPG's Ornstein-Uhlenbeck
-    # process) also has `init_noise(config, spec, num_envs)`, the noise state of `num_envs`
-    # envs, and `act_with_noise(config, spec, state, obs, key, env_step, noise)`, which returns
-    # the actions and the next noise state; the runner keeps that state, zeroed where an episode
-    # ends.
-
-    def learn(
-        self, config: Any, spec: EnvSpec, state: Any, batch: buffers.Batch, key: jax.Array
-    ) -> tuple[Any, dict[str, jax.Array], jax.Array]: ...
-
-
-MAX_N_STEP = 100
-"""The longest n-step return: `buffers.sample` unrolls its n steps in the compiled program, and
-100 already add seconds of compilation."""
-
-
-def validate_loop(config: Any) -> None:
-    """Raise ConfigError for a setting of the loop (and its replay memory) of the wrong type or
-    out of range: the fields every off-policy algorithm's config has. (The replay memory's size
-    in memory and in 32-bit slot numbers is checked with the env, by
-    `bellman.experiment.settings.check_resources`.)"""
-    steps = (cfg.INT32_MAX, "bellman counts steps in 32-bit integers")
-    cfg.check_fields(
-        config,
-        {
-            "buffer_size": (2**62, "more than any memory"),
-            "learning_starts": steps,
-            "train_frequency": steps,
-            "n_step": (MAX_N_STEP, "the n-step sum is unrolled in the compiled program"),
-        },
-    )
-    cfg.at_least(config, 1, "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step")
-    cfg.at_least(config, 0, "gradient_steps", "learning_starts")
-    cfg.product_at_most(config, ("num_envs", "train_frequency"), *steps)
-    cfg.product_at_most(config, ("num_envs", "n_step"), *steps)
-    keep = buffers.transitions_per_env(config.buffer_size, config.num_envs)
-    cfg.require(
-        config.n_step <= keep,
-        f"n_step ({config.n_step}) must be at most the transitions each env's ring keeps, "
-        f"buffer_size / num_envs = {keep:,}",
-    )
-    cfg.positive(config, "learning_rate")
-    cfg.within(config, 0, 1, "gamma", "priority_beta")
-    cfg.within(config, 0, 1, "tau", open_low=True)
-    cfg.at_least(config, 0, "priority_alpha", "clip_rewards")
-    cfg.require(
-        len(config.hidden_sizes) > 0 and all(h >= 1 for h in config.hidden_sizes),
-        "hidden_sizes must be one or more positive widths",
-    )
-    cfg.require(config.activation in ACTIVATIONS, f"unknown activation '{config.activation}'")
 
 
 class RunnerState(struct.PyTreeNode):
@@ -119,14 +48,11 @@ class RunnerState(struct.PyTreeNode):
     env_steps: jax.Array
     """`[]` env steps taken so far, summed over the envs."""
     noise: Any = None
-    """The exploration noise's state, `[E, ...]`, for algorithms with `init_noise` (else None)."""
+    """The exploration noise's state, `[E, ...]`, for an algorithm that declares `NOISE` (else
+    None)."""
     total_steps: int = struct.field(pytree_node=False, default=0)
-    """Env steps of the whole run: the horizon of prioritised replay's beta schedule."""
-
-
-def total_steps(config: Any, total_updates: int) -> int:
-    """Env steps of the whole run per seed (the horizon of exploration and beta schedules)."""
-    return int(total_updates * config.num_envs * config.train_frequency)
+    """Env steps of the whole run per seed: the horizon of prioritised replay's beta schedule
+    (and of the exploration schedule the runner logs)."""
 
 
 def action_example(spec: EnvSpec) -> jax.Array:
@@ -136,7 +62,7 @@ def action_example(spec: EnvSpec) -> jax.Array:
     return jnp.zeros(space.shape, jnp.float32)
 
 
-def empty_buffer(config: Any, spec: EnvSpec, obs: jax.Array) -> buffers.ReplayBuffer:
+def empty_buffer(config: ReplayLoop, spec: EnvSpec, obs: jax.Array) -> buffers.ReplayBuffer:
     """D with room for `config.buffer_size` transitions, holding the first observations `obs`."""
     frame_stack = spec.frame_stack if len(spec.obs_shape) == 3 else 1
     buffer = buffers.init(
@@ -145,20 +71,22 @@ def empty_buffer(config: Any, spec: EnvSpec, obs: jax.Array) -> buffers.ReplayBu
     return buffers.start(buffer, obs)
 
 
-def init_noise(algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec) -> Any:
+def init_noise(algo: OffPolicyAlgorithm, config: ReplayLoop, spec: EnvSpec) -> Any:
     """The exploration noise's first state, for an algorithm that keeps one (else None)."""
-    make = getattr(algo, "init_noise", None)
-    return None if make is None else make(config, spec, config.num_envs)
+    return None if algo.NOISE is None else algo.NOISE.init(config, spec, config.num_envs)
 
 
 def explore(
-    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, key: jax.Array
+    algo: OffPolicyAlgorithm,
+    config: ReplayLoop,
+    spec: EnvSpec,
+    state: RunnerState,
+    key: jax.Array,
 ) -> tuple[jax.Array, Any]:
     """The exploration policy's actions on `state.obs`, and the noise state after them."""
-    if state.noise is None:
+    if algo.NOISE is None:
         return algo.act(config, spec, state.algo, state.obs, key, state.env_steps), None
-    act_with_noise = algo.act_with_noise  # type: ignore[attr-defined]
-    return act_with_noise(config, spec, state.algo, state.obs, key, state.env_steps, state.noise)
+    return algo.NOISE.act(config, spec, state.algo, state.obs, key, state.env_steps, state.noise)
 
 
 def restart_noise(noise: Any, done: jax.Array) -> Any:
@@ -168,7 +96,7 @@ def restart_noise(noise: Any, done: jax.Array) -> Any:
 
 
 def init_state(
-    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
+    algo: OffPolicyAlgorithm, config: ReplayLoop, env: JaxEnv, total_updates: int, key: jax.Array
 ) -> RunnerState:
     """Fresh networks, an empty replay memory and `config.num_envs` freshly reset envs."""
     key, algo_key, reset_key = jax.random.split(key, 3)
@@ -184,12 +112,12 @@ def init_state(
         key=key,
         env_steps=zero,
         noise=init_noise(algo, config, env.spec),
-        total_steps=total_steps(config, total_updates),
+        total_steps=total_updates * config.steps_per_update,
     )
 
 
 def collect(
-    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState
+    algo: OffPolicyAlgorithm, config: ReplayLoop, env: JaxEnv, state: RunnerState
 ) -> tuple[RunnerState, EpisodeTotals]:
     """`train_frequency` steps of every env with the exploration policy, each stored in D."""
 
@@ -215,13 +143,15 @@ def collect(
     return state, jax.tree.map(jnp.sum, totals)
 
 
-def beta(config: Any, state: RunnerState) -> jax.Array:
+def beta(config: ReplayLoop, state: RunnerState) -> jax.Array:
     """Prioritised replay's importance exponent, annealed linearly from `priority_beta` to 1."""
     fraction = jnp.minimum(state.env_steps / max(1, state.total_steps), 1.0)
     return config.priority_beta + fraction * (1.0 - config.priority_beta)
 
 
-def _sample(config: Any, state: RunnerState, key: jax.Array, shape: tuple[int, ...]) -> Any:
+def _sample(
+    config: ReplayLoop, state: RunnerState, key: jax.Array, shape: tuple[int, ...]
+) -> buffers.Batch:
     return buffers.sample(
         state.buffer,
         key,
@@ -236,7 +166,7 @@ def _sample(config: Any, state: RunnerState, key: jax.Array, shape: tuple[int, .
 
 def learn_phase(
     algo: OffPolicyAlgorithm,
-    config: Any,
+    config: ReplayLoop,
     spec: EnvSpec,
     state: RunnerState,
     steps: jax.Array | int | None = None,
@@ -282,13 +212,17 @@ def learn_phase(
 
 
 def learn_if_ready(
-    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, update_id: jax.Array
+    algo: OffPolicyAlgorithm,
+    config: ReplayLoop,
+    spec: EnvSpec,
+    state: RunnerState,
+    update_id: jax.Array,
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
     """`learn_phase` once `learning_starts` steps are stored (and at least `n_step` per env, so
     that a transition can be sampled); before that, no gradient step (metrics 0). Before update
     `update_id` learns, update_id * train_frequency steps per env are stored; the number is the
     same for every seed, so the loop's length is not batched when seeds are vmapped."""
-    stored = update_id * config.num_envs * config.train_frequency
+    stored = update_id * config.steps_per_update
     ready = stored >= max(config.learning_starts, config.num_envs * config.n_step)
     ready = ready & (config.gradient_steps > 0)
     steps = jnp.where(ready, config.gradient_steps, 0)
@@ -297,19 +231,22 @@ def learn_if_ready(
 
 
 def progress_metrics(
-    algo: OffPolicyAlgorithm, config: Any, state: RunnerState
+    algo: OffPolicyAlgorithm, config: ReplayLoop, state: RunnerState
 ) -> dict[str, jax.Array]:
-    """The replay memory's size and, for an algorithm with an exploration schedule
-    `epsilon(config, total_steps, env_step)`, the exploration rate."""
+    """The replay memory's size and, for an algorithm that declares an exploration schedule
+    (`epsilon(config, total_steps, env_step)`), the exploration rate."""
     metrics = {"buffer_size": buffers.size(state.buffer).astype(jnp.float32)}
-    schedule = getattr(algo, "epsilon", None)
-    if schedule is not None:
-        metrics["epsilon"] = schedule(config, state.total_steps, state.env_steps)
+    if algo.epsilon is not None:
+        metrics["epsilon"] = algo.epsilon(config, state.total_steps, state.env_steps)
     return metrics
 
 
 def update(
-    algo: OffPolicyAlgorithm, config: Any, env: JaxEnv, state: RunnerState, update_id: jax.Array
+    algo: OffPolicyAlgorithm,
+    config: ReplayLoop,
+    env: JaxEnv,
+    state: RunnerState,
+    update_id: jax.Array,
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
     """Update `update_id`: collect and store the next `train_frequency` steps per env, then learn
     from D (once enough is stored), as the host runner does."""
@@ -327,7 +264,7 @@ def update(
 
 def CompiledOffPolicy(
     algo: OffPolicyAlgorithm,
-    config: Any,
+    config: ReplayLoop,
     env: JaxEnv,
     seeds: int,
     seed: int,

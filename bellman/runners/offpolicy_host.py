@@ -18,17 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from bellman import buffers
+from bellman.contracts import OffPolicyAlgorithm, ReplayLoop
 from bellman.envs.gymnasium_env import GymnasiumVectorEnv
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import EnvSpec
 from bellman.runners import offpolicy
 from bellman.runners.common import ChunkResult, HostEpisodes, seed_keys
-from bellman.runners.offpolicy import OffPolicyAlgorithm, RunnerState
+from bellman.runners.offpolicy import RunnerState
 from bellman.runners.onpolicy_host import env_seed
 
 
 def _act(
-    algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState
+    algo: OffPolicyAlgorithm, config: ReplayLoop, spec: EnvSpec, state: RunnerState
 ) -> tuple[jax.Array, Any, jax.Array]:
     """The key and noise state that replace `state.key` and `state.noise`, and the next actions.
     Only these come out: a jitted function that returned the state would copy the replay memory
@@ -40,7 +41,7 @@ def _act(
 
 def _store_and_act(
     algo: OffPolicyAlgorithm,
-    config: Any,
+    config: ReplayLoop,
     spec: EnvSpec,
     state: RunnerState,
     action: jax.Array,
@@ -64,7 +65,7 @@ def _store_and_act(
 
 def _init(
     algo: OffPolicyAlgorithm,
-    config: Any,
+    config: ReplayLoop,
     spec: EnvSpec,
     total_updates: int,
     key: jax.Array,
@@ -81,7 +82,7 @@ def _init(
         key=key,
         env_steps=jnp.zeros((), jnp.int32),
         noise=offpolicy.init_noise(algo, config, spec),
-        total_steps=offpolicy.total_steps(config, total_updates),
+        total_steps=total_updates * config.steps_per_update,
     )
 
 
@@ -98,7 +99,7 @@ class HostOffPolicy:
     def __init__(
         self,
         algo: OffPolicyAlgorithm,
-        config: Any,
+        config: ReplayLoop,
         env: ResolvedEnv,
         seeds: int,
         seed: int,
@@ -131,14 +132,18 @@ class HostOffPolicy:
 
     @staticmethod
     def _learn_step(
-        algo: OffPolicyAlgorithm, config: Any, spec: EnvSpec, state: RunnerState, update: Any
+        algo: OffPolicyAlgorithm,
+        config: ReplayLoop,
+        spec: EnvSpec,
+        state: RunnerState,
+        update: Any,
     ) -> tuple[RunnerState, dict[str, jax.Array]]:
         state, metrics = offpolicy.learn_if_ready(algo, config, spec, state, update)
         return state, {**metrics, **offpolicy.progress_metrics(algo, config, state)}
 
     @property
     def steps_per_update(self) -> int:
-        return int(self.config.num_envs * self.config.train_frequency)
+        return self.config.steps_per_update
 
     def _reset_envs(self, first_update: int) -> None:
         self.obs = self.envs.reset(env_seed(self.seed, first_update)).reshape(self.obs.shape)

@@ -7,33 +7,17 @@ for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOnPolicy` 
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from bellman.contracts import OnPolicyAlgorithm
 from bellman.envs.core import JaxEnv
-from bellman.envs.spaces import EnvSpec
 from bellman.rollout import Rollout, first_episode
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
-
-
-class OnPolicyAlgorithm(Protocol):
-    """What an on-policy algorithm module provides (see `bellman.algos.ppo`)."""
-
-    def init(self, key: jax.Array, config: Any, spec: EnvSpec, total_updates: int) -> Any: ...
-
-    def act(
-        self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array, key: jax.Array
-    ) -> tuple[jax.Array, Any]: ...
-
-    def greedy(self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array) -> jax.Array: ...
-
-    def learn(
-        self, config: Any, spec: EnvSpec, state: Any, rollout: Rollout, key: jax.Array
-    ) -> tuple[Any, dict[str, jax.Array]]: ...
 
 
 class RunnerState(struct.PyTreeNode):
@@ -66,7 +50,7 @@ def rollout(
     For an `EPISODIC` algorithm (REINFORCE) every env is reset first, and only each env's first
     episode is counted in the returned totals (the one the algorithm learns from).
     """
-    episodic = getattr(algo, "EPISODIC", False)
+    episodic = algo.EPISODIC
     if episodic:
         key, reset_key = jax.random.split(state.key)
         env_state, ts = jax.vmap(env.reset)(jax.random.split(reset_key, config.num_envs))

@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from bellman.contracts import OnPolicyAlgorithm
 from bellman.envs.gymnasium_env import GymnasiumVectorEnv
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import Discrete
 from bellman.rollout import Rollout
 from bellman.runners.common import ChunkResult, HostEpisodes, seed_keys
-from bellman.runners.onpolicy import OnPolicyAlgorithm
 
 
 class HostState(struct.PyTreeNode):
@@ -132,7 +132,7 @@ class HostOnPolicy:
         self, state: HostState, episodes: HostEpisodes, update: int
     ) -> tuple[HostState, Rollout]:
         cfg, spec = self.config, self.spec
-        episodic = getattr(self.algo, "EPISODIC", False)
+        episodic = self.algo.EPISODIC
         if episodic:  # fresh episodes for every rollout; only each env's first one is counted
             self._reset_envs(update)
             counted = np.ones(self.envs.num_envs, bool)

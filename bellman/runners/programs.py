@@ -47,7 +47,6 @@ from typing import Any
 
 import jax
 
-import bellman
 from bellman import jax_setup
 
 MAX_PROGRAMS = 256
@@ -71,7 +70,7 @@ _warned_lock = threading.Lock()
 def source_digest() -> str:
     """SHA-256 of the bellman package's Python sources."""
     digest = hashlib.sha256()
-    root = Path(bellman.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the bellman package
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
