@@ -25,10 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import bellman  # noqa: F401  (sets bellman's XLA flags before JAX starts)
+import bellman
 from bellman import buffers
 from bellman.algos import dqn, ppo, sac
 from bellman.envs import EpisodeStatistics, registry
+
+bellman.configure()  # bellman's XLA flags (a device per core), as `bellman train` runs with
 
 DQN_W2 = dqn.DQNConfig(
     num_envs=1,
@@ -81,7 +83,7 @@ def ppo_flops_per_env_step(config: ppo.PPOConfig) -> dict[str, float]:
     )
     flat, unravel = jax.flatten_util.ravel_pytree(state.params)
     minibatch = flops(
-        lambda f, o, mb: ppo._minibatch_step(config, spec, unravel, 1e-3, (f, o), mb),
+        lambda f, o, mb: ppo._minibatch_step(config, spec, unravel, 1e-3, 1.0, (f, o), mb),
         flat,
         state.opt_state,
         batch,
