@@ -8,8 +8,8 @@ action = policy(observation)
 
 Importing bellman changes nothing outside it (the garbage collector, XLA_FLAGS, JAX's lowerings,
 sys.modules), except registering bellman's envs with gymnasium (`gymnasium.make("bellman/...")`).
-The process-wide speed settings are applied by `bellman.configure()`, which `train`, `resume`
-and the `bellman` command call first (see `bellman.jax_setup`).
+The process-wide speed settings are applied by `bellman.configure()`, which `train`, `resume`,
+`sweep` and the `bellman` command call first (see `bellman.jax_setup`).
 """
 
 from bellman._version import __version__
@@ -27,6 +27,7 @@ from bellman.errors import (
 from bellman.experiment.callbacks import Chunk, EarlyStopping, KeepBest
 from bellman.experiment.evaluate import evaluate
 from bellman.experiment.policy import Policy, load
+from bellman.experiment.sweep import SweepResult, sweep
 from bellman.experiment.train import Run, resume, train
 from bellman.jax_setup import configure
 
@@ -42,6 +43,7 @@ __all__ = [
     "Policy",
     "Run",
     "RunDirError",
+    "SweepResult",
     "TrainingDiverged",
     "UnknownNameError",
     "UntrustedCodeError",
@@ -50,5 +52,6 @@ __all__ = [
     "evaluate",
     "load",
     "resume",
+    "sweep",
     "train",
 ]

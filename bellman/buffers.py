@@ -299,12 +299,13 @@ def sample(
     batch_shape: tuple[int, ...],
     n_step: int = 1,
     gamma: float = 0.99,
-    alpha: float = 0.0,
+    alpha: jax.Array | float | None = None,
     beta: jax.Array | float = 1.0,
     reward_clip: float | None = None,
 ) -> Batch:
-    """Transitions `[*batch_shape]` drawn with replacement, uniformly (`alpha` = 0) or with
-    probability priority^alpha / sum (prioritised replay, with weights (N P(i))^-beta / max).
+    """Transitions `[*batch_shape]` drawn with replacement, uniformly (`alpha` None) or with
+    probability priority^alpha / sum (prioritised replay, with weights (N P(i))^-beta / max;
+    `alpha` may be traced, and 0 draws uniformly from the same distribution).
 
     Draw all the batches of several gradient steps at once (`batch_shape` = (steps, B)) only
     with uniform sampling: priorities change after every step. `reward_clip` clips each reward
@@ -313,7 +314,7 @@ def sample(
     """
     c = buffer.frames.shape[1]
     num = math.prod(batch_shape)
-    if alpha > 0.0:
+    if alpha is not None:
         ok = sampleable(buffer, n_step)
         weights = jnp.where(ok, buffer.priority, 0.0) ** alpha
         flat = weights.reshape(-1)
@@ -335,7 +336,7 @@ def sample(
     terminal = jnp.any(terminated & summed, axis=0)
     next_slot = (slot + jnp.sum(summed, axis=0)) % c
 
-    if alpha > 0.0:
+    if alpha is not None:
         count = jnp.sum(ok)
         p_min = jnp.min(jnp.where(ok, weights, jnp.inf)) / weight_sum
         weight = (count * flat[index] / weight_sum) ** (-beta) / (count * p_min) ** (-beta)

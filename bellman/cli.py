@@ -1,10 +1,14 @@
-"""The `bellman` command line: train, eval, solve, list.
+"""The `bellman` command line: train, sweep, eval, solve, compare, list.
 
     bellman train ALGO --env ENV [--steps N] [--seeds K] [--out DIR] [--backend compiled|gymnasium]
                   [--<any config field> VALUE ...] [--resume RUN_DIR [--trust-env]]
+    bellman sweep ALGO --env ENV (--grid NAME=V1,V2,... ... | --random N --range NAME=LOW:HIGH ...)
+                  [--seeds K] [--steps N] [--out DIR] [--<any config field> VALUE ...]
     bellman eval RUN_DIR [--episodes N] [--video] [--json] [--trust-env]
     bellman solve ENV [--method value-iteration|policy-iteration|policy-evaluation|...]
                   [--iterations N] [--show 1,2,3,10] [--json] [--plot] [--objective reward|cost]
+    bellman compare RUN_OR_SWEEP_DIR... [--labels A B ...] [--out DIR] [--json] [--reps N]
+                    [--normalize]
     bellman list [algos|envs]
 
 Every field of an algorithm's config is a flag (`--num-envs 8`), with the field's docstring as its
@@ -208,6 +212,8 @@ def build_parser() -> Parser:
             presets=presets,
         )
 
+    add_sweep_parser(commands)
+
     ev = commands.add_parser(
         "eval",
         help="evaluate a trained run's greedy policy",
@@ -243,6 +249,7 @@ def build_parser() -> Parser:
     )
 
     add_solve_parser(commands)
+    add_compare_parser(commands)
 
     ls = commands.add_parser("list", help="list algorithms or environments")
     ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
@@ -328,11 +335,187 @@ def add_solve_parser(commands: Any) -> None:
     sv.add_argument("--out", metavar="DIR", default=".", help="where --plot writes (default: .)")
 
 
+def add_sweep_parser(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="train many settings of an algorithm, vmapped in as few programs as they allow",
+        description="Train ALGO with every setting of a grid (or N settings drawn from ranges), "
+        "SEEDS seeds each. Settings that differ only in continuous values (learning rates, "
+        "gamma, coefficients: the float fields) run as one compiled program; each other value "
+        "of a structural setting (sizes, counts, switches) is a program of its own. Writes a "
+        "sweep directory: a run directory per setting, sweep.json and sweep.csv (final returns, "
+        "IQM with a 95% bootstrap interval, area under the learning curve) and sweep.png; the "
+        "same command again resumes a killed sweep. Prints the sweep directory on the last line. "
+        "See docs/sweeps.md.",
+    )
+    sweep_algos = sweep.add_subparsers(dest="algo", metavar="ALGO", parser_class=Parser)
+    sweep_algos.required = True
+    for info in algos.ALGOS.values():
+        sub = sweep_algos.add_parser(
+            info.name, help=info.summary, description=f"Sweep {info.summary}."
+        )
+        sub.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="NAME=V1,V2,...",
+            help="a setting and its values; several --grid flags make their product",
+        )
+        sub.add_argument(
+            "--random",
+            type=int,
+            default=None,
+            metavar="N",
+            help="draw N settings from the --range flags (log-uniform for a positive range "
+            "spanning 10x or more); with --grid, N draws for each grid point",
+        )
+        sub.add_argument(
+            "--range",
+            action="append",
+            default=[],
+            metavar="NAME=LOW:HIGH",
+            help="a numeric setting's range for --random",
+        )
+        presets = info_presets(info)
+        add_dataclass_flags(sub, RunSettings, title="run", helps=run_helps(info, presets))
+        sub.add_argument(
+            "--out",
+            metavar="DIR",
+            default=None,
+            help="sweep directory (default: runs/sweep-ALGO-ENV-TIME); an existing one of the "
+            "same sweep is resumed",
+        )
+        sub.add_argument("--quiet", action="store_true", help="no progress bars or result table")
+        sub.add_argument("--json", action="store_true", help="print the table as one JSON object")
+        add_dataclass_flags(
+            sub,
+            info.module.Config,
+            title=f"{info.name} config (the same for every setting; --grid and --range vary)",
+            defaults=info.defaults,
+            presets=presets,
+        )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bellman.experiment import sweep as sweeping
+
+    info = algos.get(args.algo)
+    config_names = {f.name for f in dataclasses.fields(info.module.Config)}
+    setting_names = {f.name for f in dataclasses.fields(RunSettings)}
+    given = {k: v for k, v in vars(args).items() if k in config_names | setting_names}
+    if "env" not in given:
+        raise UsageError("the --env flag is required (see: bellman list envs)")
+    settings = {k: v for k, v in given.items() if k in setting_names}
+    fixed = {k: v for k, v in given.items() if k in config_names}
+    env = settings.pop("env")
+    progress = not args.quiet
+    result = sweeping.sweep(
+        info.name,
+        env,
+        grid=args.grid,
+        random=args.random,
+        ranges=args.range,
+        out=args.out,
+        progress=progress,
+        **settings,
+        **fixed,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sweep_dir": str(result.path),
+                    "groups": result.groups,
+                    "wall_s": result.wall_s,
+                    "table": result.rows,
+                }
+            )
+        )
+        return 0
+    if progress:
+        print_sweep(result)
+    print(result.path)
+    return 0
+
+
+def print_sweep(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(
+        title=f"{len(result.rows)} settings, {result.groups} program(s), "
+        f"{result.wall_s:.1f} s; best first"
+    )
+    table.add_column("setting", overflow="fold")
+    table.add_column("mean", justify="right")
+    table.add_column("IQM [95% bootstrap]", justify="right")
+    table.add_column("area under curve", justify="right")
+    rows = sorted(result.rows, key=lambda r: -r["iqm"] if r["iqm"] == r["iqm"] else float("inf"))
+    for row in rows:
+        iqm = (
+            "diverged"
+            if row["diverged"]
+            else (f"{row['iqm']:.1f} [{row['iqm_low']:.1f}, {row['iqm_high']:.1f}]")
+        )
+        table.add_row(row["label"], f"{row['mean']:.1f}", iqm, f"{row['curve_area']:.1f}")
+    console.print(table)
+
+
+def add_compare_parser(commands: Any) -> None:
+    from bellman import stats
+    from bellman.experiment import compare
+
+    cp = commands.add_parser(
+        "compare",
+        help="compare finished runs and sweeps: IQM, bootstrap intervals, P(X > Y)",
+        description="Compare methods by the final greedy returns of all their seeds, with the "
+        "statistics of Agarwal et al. (2021): mean, median and interquartile mean with 95% "
+        "stratified bootstrap intervals, the optimality gap, the probability that one method's "
+        "run beats another's, and performance profiles (see docs/sweeps.md). A run directory "
+        "is one method (labelled with its algo); a sweep directory gives one method per "
+        "setting. Runs of one method on several envs are its tasks; only the envs every "
+        "method ran on are compared.",
+    )
+    cp.add_argument("dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR")
+    cp.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        default=None,
+        help="one label per directory, in order, after the directories: a run's method name, "
+        "or the prefix of a sweep's settings (the same label for two runs pools their seeds)",
+    )
+    cp.add_argument(
+        "--out",
+        metavar="DIR",
+        default="compare",
+        help=f"where {compare.RESULT}, {compare.PROFILE_PLOT} and {compare.INTERVALS_PLOT} "
+        "are written (default: ./compare)",
+    )
+    cp.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the table"
+    )
+    cp.add_argument(
+        "--reps",
+        type=int,
+        default=stats.REPS,
+        help=f"bootstrap resamples, 1 to {compare.MAX_REPS:,} (default: {stats.REPS:,}; more "
+        "steadies the interval ends)",
+    )
+    cp.add_argument(
+        "--normalize",
+        action="store_true",
+        help="score (return - random) / (reference - random) per env, so that envs can be "
+        f"aggregated; for envs with a known range: {', '.join(stats.SCORE_RANGES)}",
+    )
+
+
 def _check_algo_name(argv: Sequence[str]) -> None:
     """Name the closest algorithms for `bellman train NAME` with an unknown NAME."""
     if (
         len(argv) >= 2
-        and argv[0] == "train"
+        and argv[0] in ("train", "sweep")
         and not argv[1].startswith("-")
         and argv[1].lower() not in algos.ALGOS
     ):
@@ -520,6 +703,24 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bellman.experiment import compare as comparing
+
+    compared = comparing.compare(
+        args.dirs, labels=args.labels, normalize=args.normalize, reps=args.reps
+    )
+    written = comparing.write(compared, Path(args.out))
+    if args.json:
+        print(json.dumps({**comparing.to_json(compared), "files": [str(p) for p in written]}))
+        return 0
+    print(comparing.report(compared))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bellman.envs import list_envs
 
@@ -582,7 +783,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             jax_setup.configure()  # before anything starts JAX: its flags are read then
             _check_algo_name(argv)
             args = build_parser().parse_args(argv)
-            handlers = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}
+            handlers = {
+                "train": cmd_train,
+                "sweep": cmd_sweep,
+                "eval": cmd_eval,
+                "solve": cmd_solve,
+                "compare": cmd_compare,
+                "list": cmd_list,
+            }
             handler = handlers[args.command]
             return handler(args)
     except BellmanError as exc:

@@ -22,6 +22,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from bellman.errors import ConfigError, closest
 
 C = TypeVar("C")
@@ -60,7 +62,8 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(following.value.value, str)
             ):
                 docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return {name: doc for name, doc in docs.items() if name in fields}  # not a ClassVar's
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -305,3 +308,48 @@ def require_memory(what: str, nbytes: int, detail: str) -> None:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+# ----- settings a compiled program takes as data -----
+#
+# A config's float fields (step sizes, discounts, coefficients, schedule ends, noise scales) are
+# traced: a compiled program takes them as arrays, one value per member (setting x seed), so runs
+# that differ only in them share one program, vmapped. Every other field (sizes, counts, switches)
+# is static: compiled into the program, so runs that differ in one need programs of their own.
+# A config class names the float fields that must stay static (a value that switches a part of
+# the computation on or off) in `STATIC_FLOATS`.
+
+
+def traced_fields(config: Any) -> tuple[str, ...]:
+    """The names of `config`'s traced settings (a config or its class)."""
+    return _traced_fields(config if isinstance(config, type) else type(config))
+
+
+@functools.cache
+def _traced_fields(cls: type) -> tuple[str, ...]:
+    static = getattr(cls, "STATIC_FLOATS", ())
+    return tuple(
+        name for name, kind in field_types(cls).items() if kind is float and name not in static
+    )
+
+
+def static_part(config: Any) -> Any:
+    """`config` with its traced settings blanked (None): what a compiled program depends on.
+    Configs with equal static parts run in one program."""
+    return dataclasses.replace(config, **dict.fromkeys(traced_fields(config)))
+
+
+def traced_values(configs: typing.Sequence[Any], seeds: int) -> dict[str, Any]:
+    """The traced settings of `configs` (one static part) as float32 arrays `[len(configs) *
+    seeds]`, setting-major: member k * seeds + s is seed s of setting k."""
+    names = traced_fields(configs[0])
+    return {
+        name: np.repeat(np.asarray([getattr(c, name) for c in configs], np.float32), seeds)
+        for name in names
+    }
+
+
+def with_values(static: Any, values: dict[str, Any]) -> Any:
+    """The config of one member inside a compiled program: the static part with the member's
+    traced settings (arrays) in place."""
+    return dataclasses.replace(static, **values)

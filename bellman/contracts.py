@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 import jax
 
@@ -280,6 +280,10 @@ class ReplayLoop:
     clip_rewards: float = 0.0
     """Clip each reward to [-c, c] for learning (Atari: 1); 0: no clipping. Returns are
     reported unclipped."""
+
+    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("clip_rewards",)
+    """Float settings compiled into the program (`bellman.config.traced_fields`): 0 switches
+    reward clipping off."""
 
     @property
     def num_steps(self) -> int:

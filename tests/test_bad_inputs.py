@@ -476,7 +476,7 @@ ENVS = {"ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1"}
 
 @pytest.mark.parametrize("name", sorted(algos.ALGOS))
 def test_config_json_round_trips(name: str, tmp_path: Path) -> None:
-    """What `train` records in config.json (`_record`) reads back, through JSON, as the same
+    """What `train` records in config.json (`run_record`) reads back, through JSON, as the same
     settings, config and plan: tuples, None, choices and floats like 1e-4 included."""
     info = algos.get(name)
     tabular = info.module.__name__.endswith("tabular")
@@ -491,7 +491,7 @@ def test_config_json_round_trips(name: str, tmp_path: Path) -> None:
         settings.validate()
         plan = Plan.make(settings, 12_345, config.num_envs * config.num_steps)
         path = tmp_path / f"{name}-{len(changes)}"
-        record = training._record(info.name, settings, config, resolved, plan)
+        record = training.run_record(info.name, settings, config, resolved, plan)
         RunDir.create(path, record)
         read = json.loads((path / "config.json").read_text())
         assert cfg.with_overrides(info.make_config(), read["config"]) == config

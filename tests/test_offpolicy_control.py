@@ -278,7 +278,7 @@ def test_the_update_program_never_copies_the_replay_memory(monkeypatch) -> None:
 
     config = sac.SACConfig(buffer_size=123_457, learning_starts=10)
     env = registry.resolve("Pendulum-v1").jax_env
-    runner = CompiledOffPolicy(sac, config, env, 2, 0, 100, 10)
+    runner = CompiledOffPolicy(sac, [config], env, 2, 0, 100, 10)
     runner.compile()
     text = runner._compiled_chunk.result().as_text()
     slots = buffers.slots_per_env(config.buffer_size, config.num_envs)

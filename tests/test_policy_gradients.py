@@ -200,7 +200,7 @@ def test_kl_variant_adapts_beta_after_each_update() -> None:
 
     config = ppo.PPOConfig(objective="kl", kl_target=1e-6, num_envs=4, num_steps=32)
     env = registry.resolve("CartPole-v1").jax_env
-    runner = CompiledOnPolicy(ppo, config, env, 1, 0, 3, 3)
+    runner = CompiledOnPolicy(ppo, [config], env, 1, 0, 3, 3)
     state, result = runner.run_chunk(runner.init_state(), 0)
     # any learning moves pi far more than 1e-6 nats: beta doubles at each of the 3 updates
     assert float(state.algo.kl_beta[0]) == pytest.approx(8.0)
@@ -279,7 +279,7 @@ def test_gaussian_policies_find_the_best_continuous_action(module, updates, over
 
     env = registry.resolve("probe/ContinuousAction-v0").jax_env  # reward -(a - 0.5)^2
     config = module.Config(**overrides)
-    runner = CompiledOnPolicy(module, config, env, 1, 0, updates, updates)
+    runner = CompiledOnPolicy(module, [config], env, 1, 0, updates, updates)
     state, _ = runner.run_chunk(runner.init_state(), 0)
     algo = jax.tree.map(lambda x: x[0], state.algo)
     action = float(module.greedy(config, env.spec, algo, jnp.ones((1, 1)))[0, 0])

@@ -113,7 +113,7 @@ def train_probe(env_id: str, updates: int = 60, **overrides) -> tuple[ppo.PPOCon
         num_envs=8, num_steps=16, num_minibatches=2, learning_rate=3e-3, **overrides
     )
     env = registry.resolve(env_id).jax_env
-    runner = CompiledOnPolicy(ppo, config, env, 1, 0, updates, updates)
+    runner = CompiledOnPolicy(ppo, [config], env, 1, 0, updates, updates)
     state, _ = runner.run_chunk(runner.init_state(), 0)
     return config, jax.tree.map(lambda x: x[0], state.algo)
 
@@ -156,7 +156,7 @@ def test_probe_continuous_action_finds_the_optimum() -> None:
 def test_observation_statistics_are_learned_and_used() -> None:
     config = ppo.PPOConfig(num_envs=4, num_steps=32, normalize_obs=True)
     env = registry.resolve("CartPole-v1").jax_env
-    runner = CompiledOnPolicy(ppo, config, env, 1, 0, 5, 5)
+    runner = CompiledOnPolicy(ppo, [config], env, 1, 0, 5, 5)
     state, _ = runner.run_chunk(runner.init_state(), 0)
     stats = jax.tree.map(lambda x: x[0], state.algo.obs_stats)
     assert float(stats.count) == pytest.approx(5 * 4 * 32, abs=1e-3)

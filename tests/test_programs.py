@@ -17,7 +17,8 @@ from bellman.runners.onpolicy import CompiledOnPolicy
 
 def runner(updates: int) -> CompiledOnPolicy:
     config = ppo.PPOConfig(num_envs=4, num_steps=16, num_minibatches=2)
-    return CompiledOnPolicy(ppo, config, registry.resolve("CartPole-v1").jax_env, 2, 3, updates, 2)
+    env = registry.resolve("CartPole-v1").jax_env
+    return CompiledOnPolicy(ppo, [config], env, 2, 3, updates, 2)
 
 
 def run(r: CompiledOnPolicy) -> list[np.ndarray]:

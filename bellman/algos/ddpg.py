@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import flax.linen as nn
 import jax
@@ -49,6 +49,10 @@ class DDPGConfig(ReplayLoop):
     defaults are the standard benchmark settings (2 x 256 ReLU, batch 256, tau 0.005), which
     learn Pendulum-v1 in 20,000 steps. The replay loop's settings are `ReplayLoop`'s, with its
     defaults."""
+
+    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("clip_rewards", "target_noise")
+    """Float settings compiled into the program: 0 switches reward clipping off, and
+    a target_noise of 0 switches TD3's target smoothing off."""
 
     learning_rate: float = 1e-3
     """Adam step size of the critic (and of the actor unless `actor_learning_rate` is set)."""
@@ -168,7 +172,9 @@ def _critic(config: DDPGConfig) -> QEnsemble:
 
 
 def _optimizers(config: DDPGConfig) -> tuple[optax.GradientTransformation, ...]:
-    actor_lr = config.actor_learning_rate or config.learning_rate
+    actor_lr = jnp.where(
+        config.actor_learning_rate > 0, config.actor_learning_rate, config.learning_rate
+    )
     return optax.adam(actor_lr), optax.adam(config.learning_rate)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import flax.linen as nn
 import jax
@@ -48,6 +48,10 @@ class DQNConfig(ReplayLoop):
     """DQN's settings; the defaults suit CartPole-v1 with the lecture's network: 10 envs, a
     learning phase of 4 gradient steps every 100 env steps, a 10k replay, the target copied every
     20 gradient steps, epsilon 1 -> 0.05 over half the run."""
+
+    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("clip_rewards", "eval_epsilon", "max_grad_norm")
+    """Float settings compiled into the program, where 0 switches something off: reward
+    clipping, the evaluation's exploration, gradient clipping."""
 
     # the replay loop's settings (`ReplayLoop`, which documents them) for CartPole
     num_envs: int = 10
@@ -284,7 +288,7 @@ def total_gradient_steps(config: DQNConfig, total_steps: int) -> int:
 def epsilon(config: DQNConfig, total_steps: int, env_step: jax.Array) -> jax.Array:
     """The exploration rate after `env_step` steps: linear from the initial to the final value
     over the first `exploration_fraction` of the run."""
-    decay = max(1.0, config.exploration_fraction * total_steps)
+    decay = jnp.maximum(1.0, config.exploration_fraction * total_steps)
     fraction = jnp.minimum(env_step / decay, 1.0)
     start, end = config.exploration_initial_eps, config.exploration_final_eps
     return jnp.asarray(start + fraction * (end - start), jnp.float32)

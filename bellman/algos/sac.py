@@ -179,7 +179,7 @@ def init(key: jax.Array, config: SACConfig, spec: EnvSpec, total_updates: int) -
     features = obs_features(jnp.zeros((1, *spec.obs_shape), spec.obs_dtype), spec)
     actor = _actor(config, spec).init(actor_key, features)
     critic = _critic(config).init(critic_key, features, jnp.zeros((1, *spec.action_space.shape)))
-    log_alpha = jnp.asarray(math.log(config.alpha), jnp.float32)
+    log_alpha = jnp.log(jnp.asarray(config.alpha, jnp.float32))
     opt = _optimizer(config)
     return SACState(
         actor=actor,

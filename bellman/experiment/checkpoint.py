@@ -287,11 +287,12 @@ def load_newest(
     templates: dict[str, Any],
     check: Callable[[dict[str, Any], Path], None] | None = None,
     restructure: bool = False,
+    at_most: int | None = None,
 ) -> Loaded:
     """The newest checkpoint in `directory` that verifies (and passes `check`, which raises
     CheckpointError for a checkpoint it rejects), falling back over damaged ones
-    (`restructure`: see `load`)."""
-    found = list_checkpoints(directory)
+    (`restructure`: see `load`); with `at_most`, the newest of an update at most that."""
+    found = [(u, p) for u, p in list_checkpoints(directory) if at_most is None or u <= at_most]
     if not found:
         raise CheckpointError(f"{directory} holds no checkpoint")
     skipped: list[tuple[Path, str]] = []

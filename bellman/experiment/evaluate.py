@@ -99,7 +99,7 @@ def evaluate_policy(
                 instance.close()
         elif resolved.backend == "compiled":
             assert resolved.jax_env is not None
-            evaluator = JaxEvaluator(run.info.module, run.config, resolved.jax_env, episodes, 1)
+            evaluator = JaxEvaluator(run.info.module, [run.config], resolved.jax_env, episodes, 1)
             many, steps = evaluator(state, eval_keys(seed, 1, 2**30))
             returns, lengths = many[0], steps[0]
         else:
@@ -175,7 +175,8 @@ def evaluate_run(
     check_evaluation(env, seeds, episodes)
     if env.backend == "compiled":
         assert env.jax_env is not None
-        evaluator = JaxEvaluator(trained.info.module, trained.config, env.jax_env, episodes, seeds)
+        module, config = trained.info.module, trained.config
+        evaluator = JaxEvaluator(module, [config], env.jax_env, episodes, seeds)
         returns, lengths = evaluator(trained.algo_state, eval_keys(seed, seeds, 2**30))
     else:
         assert env.make_gym is not None

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Student's t quantile t_{0.975} for 1..30 degrees of freedom (beyond, a series in 1/dof).
 _T975 = (
@@ -37,6 +40,22 @@ def mean_and_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return mean, mean - half, mean + half
 
 
+def band(
+    values: np.ndarray, bounds: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 1) and its 95% interval, clipped to what the returns can be: never
+    beyond the lowest and highest seed at that point (a mean of returns at most 500 has no
+    interval above 500), nor beyond `bounds`, the env's (lowest, highest) return when known."""
+    mean, low, high = mean_and_interval(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        low = np.fmax(low, np.nanmin(values, axis=1))
+        high = np.fmin(high, np.nanmax(values, axis=1))
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    return mean, low, high
+
+
 def _series(records: list[dict[str, Any]], name: str) -> tuple[np.ndarray, np.ndarray]:
     rows = [(r["step"], r[name]) for r in records if r.get(name) is not None]
     if not rows:
@@ -47,8 +66,14 @@ def _series(records: list[dict[str, Any]], name: str) -> tuple[np.ndarray, np.nd
     return steps, values
 
 
-def learning_curve(records: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Plot training and greedy-evaluation returns from metrics records to `path`."""
+def learning_curve(
+    records: list[dict[str, Any]],
+    path: Path,
+    title: str,
+    bounds: tuple[float, float] | None = None,
+) -> Figure:
+    """Plot training and greedy-evaluation returns from metrics records to `path`; the shaded
+    interval stays within the seeds' returns and `bounds` (see `band`). Returns the figure."""
     # matplotlib's object API with the Agg canvas: no pyplot, no GUI backend to load
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -63,7 +88,7 @@ def learning_curve(records: list[dict[str, Any]], path: Path, title: str) -> Non
         steps, values = _series(records, name)
         if steps.size == 0:
             continue
-        mean, low, high = mean_and_interval(values)
+        mean, low, high = band(values, bounds)
         seeds = values.shape[1]
         ax.plot(steps, mean, color=color, label=f"{label}, mean of {seeds}")
         if seeds > 1:
@@ -75,3 +100,4 @@ def learning_curve(records: list[dict[str, Any]], path: Path, title: str) -> Non
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
+    return fig

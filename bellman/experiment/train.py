@@ -36,9 +36,10 @@ from types import FrameType
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from bellman import algos, jax_setup
+from bellman import algos, jax_setup, stats
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.envs import registry
@@ -76,6 +77,10 @@ class Interrupted(BellmanError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+    @property
+    def signame(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 @dataclass
@@ -136,7 +141,13 @@ class _StopRequest:
 
 
 class Trainer:
-    """One `bellman train` (new or resumed): owns the run directory, runner and logs."""
+    """One `bellman train` (new or resumed), or one group of a sweep: owns the run directories,
+    the runner and the logs.
+
+    A group is K configs that differ only in traced settings, trained side by side in one
+    compiled program (K x S members, setting-major) with one run directory per config, each the
+    same as a single run's; a single run is K = 1.
+    """
 
     def __init__(
         self,
@@ -148,11 +159,23 @@ class Trainer:
         plan: Plan,
         progress: bool,
         callbacks: Sequence[Callback] = (),
+        *,
+        group: Sequence[tuple[Any, RunDir]] = (),
+        label: str | None = None,
     ):
         self.info = algos.get(algo_name)
         self.settings, self.config, self.run_dir = settings, config, run_dir
         self.env, self.plan, self.show_progress = resolved, plan, progress
         self.callbacks = list(callbacks)
+        members = list(group) or [(config, run_dir)]
+        self.configs = [c for c, _ in members]
+        self.run_dirs = [rd for _, rd in members]
+        self.label = label
+        """What the progress bar shows after the algorithm and env (default: xSEEDS)."""
+        self.failed: dict[int, str] = {}
+        """Settings of a group whose training diverged (index -> why); a single run raises."""
+        if len(members) > 1 and (callbacks or resolved.backend != "compiled"):
+            raise ValueError("a group of settings runs on the compiled backend, without callbacks")
         self.stopped_early: str | None = None
         self.continued = False
         """The plan was extended (`resume(steps=...)`): the checkpoints' states record the old
@@ -163,7 +186,7 @@ class Trainer:
         if resolved.backend == "compiled":
             assert resolved.jax_env is not None
             compiled = CompiledOffPolicy if off_policy else CompiledOnPolicy
-            self.runner = compiled(self.info.module, config, resolved.jax_env, *common)
+            self.runner = compiled(self.info.module, self.configs, resolved.jax_env, *common)
         else:
             host = HostOffPolicy if off_policy else HostOnPolicy
             self.runner = host(self.info.module, config, resolved, *common)
@@ -171,8 +194,24 @@ class Trainer:
         if resolved.backend == "compiled":
             assert resolved.jax_env is not None
             self.evaluator = JaxEvaluator(
-                self.info.module, config, resolved.jax_env, settings.eval_episodes, settings.seeds
+                self.info.module,
+                self.configs,
+                resolved.jax_env,
+                settings.eval_episodes,
+                settings.seeds,
             )
+
+    # ----- the members of each setting -----
+    def part(self, tree: Any, k: int) -> Any:
+        """Setting k's seeds of a tree whose leaves lead with the members' axis."""
+        seeds = self.settings.seeds
+        if len(self.configs) == 1:
+            return tree
+        return jax.tree.map(lambda x: x[k * seeds : (k + 1) * seeds], tree)
+
+    def running(self) -> list[int]:
+        """The settings still training (all but those that diverged)."""
+        return [k for k in range(len(self.configs)) if k not in self.failed]
 
     # ----- pieces of the loop -----
     def compile(self) -> float:
@@ -185,10 +224,11 @@ class Trainer:
         return time.perf_counter() - start
 
     def evaluate(self, algo_state: Any, update: int) -> np.ndarray:
-        """Greedy returns `[seeds, eval_episodes]`."""
+        """Greedy returns `[members, eval_episodes]`."""
         s = self.settings
         if self.evaluator is not None:
-            returns, _ = self.evaluator(algo_state, eval_keys(s.seed, s.seeds, update))
+            keys = jnp.tile(eval_keys(s.seed, s.seeds, update), (len(self.configs), 1))
+            returns, _ = self.evaluator(algo_state, keys)
             return returns
         assert self.env.make_gym is not None
         returns, _ = evaluate_gymnasium(
@@ -203,42 +243,83 @@ class Trainer:
         )
         return returns
 
+    def diverged(self, k: int, message: str) -> None:
+        """Setting k diverged: a single run stops (TrainingDiverged); in a group, the setting
+        stops being logged and checkpointed (its last good checkpoint stays) and the others go
+        on."""
+        if len(self.configs) == 1:
+            raise TrainingDiverged(message)
+        if k not in self.failed:
+            self.failed[k] = message
+            warnings.warn(f"{self.run_dirs[k].path}: {message}", BellmanWarning, stacklevel=2)
+
     def save_checkpoint(self, state: Any, update: int) -> Path:
-        """Write a checkpoint of `state` if every number of the algorithm's state is finite, so
-        that the last checkpoint is always a good one; else stop (TrainingDiverged)."""
+        """Write a checkpoint of `state` to each setting's run directory if every number of its
+        algorithm's state is finite, so that the last checkpoint is always a good one; else
+        that setting diverged (`diverged`)."""
         step = update * self.plan.steps_per_update
+        parts = self.runner.checkpoint_parts(state)
         diverged = ckpt.nonfinite_seeds(self.runner.algo_state(state))
-        if diverged:
-            raise TrainingDiverged(
-                f"training diverged before step {step:,}: the parameters of seed(s) "
-                f"{', '.join(map(str, diverged))} became NaN or infinite; the last good "
-                f"checkpoint is kept ({self.last_checkpoint()}); try a lower learning rate"
-            )
+        seeds = self.settings.seeds
         path = ckpt.path_for(self.run_dir.checkpoints, update)
-        ckpt.save(path, self.runner.checkpoint_parts(state), {"update": update, "step": step})
-        ckpt.prune(self.run_dir.checkpoints, KEEP_CHECKPOINTS)
+        for k in self.running():
+            bad = [i - k * seeds for i in diverged if k * seeds <= i < (k + 1) * seeds]
+            if bad:
+                self.diverged(
+                    k,
+                    f"training diverged before step {step:,}: the parameters of seed(s) "
+                    f"{', '.join(map(str, bad))} became NaN or infinite; the last good "
+                    f"checkpoint is kept ({self.last_checkpoint(k)}); try a lower learning rate",
+                )
+                continue
+            checkpoints = self.run_dirs[k].checkpoints
+            path = ckpt.path_for(checkpoints, update)
+            ckpt.save(path, self.part(parts, k), {"update": update, "step": step})
+            ckpt.prune(checkpoints, KEEP_CHECKPOINTS)
         return path
 
     def restore(self) -> tuple[Any, int]:
         """The newest intact checkpoint's state and update, or a fresh state at update 0 for a
         run that has written none (and logged nothing). Damaged newer checkpoints are moved to
-        checkpoints/damaged/ (kept, never overwritten by the resumed run) and reported."""
-        if not ckpt.list_checkpoints(self.run_dir.checkpoints):
-            return self.runner.init_state(), 0
-        loaded = ckpt.load_newest(
-            self.run_dir.checkpoints,
-            self.runner.checkpoint_templates(),
-            check=finite_algo,
-            restructure=self.continued,
-        )
-        for path, why in loaded.skipped:
-            aside = set_aside(path)
-            warnings.warn(
-                f"{why}; moved it to {aside} and resumed from {loaded.path.name}",
-                BellmanWarning,
-                stacklevel=2,
+        checkpoints/damaged/ (kept, never overwritten by the resumed run) and reported. A group
+        resumes from the newest update every setting has an intact checkpoint of."""
+        if not all(ckpt.list_checkpoints(rd.checkpoints) for rd in self.run_dirs):
+            return self.runner.init_state(), 0  # (a group killed before its first checkpoints)
+        templates = self.runner.checkpoint_templates()
+        if len(self.configs) > 1:
+            templates = jax.eval_shape(lambda t: self.part(t, 0), templates)
+        update = min(ckpt.list_checkpoints(rd.checkpoints)[-1][0] for rd in self.run_dirs)
+        parts = []
+        for rd in self.run_dirs:
+            loaded = ckpt.load_newest(
+                rd.checkpoints,
+                templates,
+                check=finite_algo,
+                restructure=self.continued,
+                at_most=update,
             )
-        return self.runner.from_checkpoint_parts(loaded.parts, loaded.update), loaded.update
+            for path, why in loaded.skipped:
+                aside = set_aside(path)
+                warnings.warn(
+                    f"{why}; moved it to {aside} and resumed from {loaded.path.name}",
+                    BellmanWarning,
+                    stacklevel=2,
+                )
+            update = min(update, loaded.update)
+            parts.append((loaded.update, loaded.parts))
+        if any(u != update for u, _ in parts):  # an older common checkpoint: load it everywhere
+            return self.restore_at(update, templates)
+        joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p for _, p in parts])
+        return self.runner.from_checkpoint_parts(joined, update), update
+
+    def restore_at(self, update: int, templates: dict[str, Any]) -> tuple[Any, int]:
+        """Every setting's checkpoint of `update` (a group whose settings' newest differ)."""
+        parts = []
+        for rd in self.run_dirs:
+            loaded, _ = ckpt.load(ckpt.path_for(rd.checkpoints, update), templates)
+            parts.append(loaded)
+        joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+        return self.runner.from_checkpoint_parts(joined, update), update
 
     def chunk(self, state: Any, update: int, record: dict[str, Any], saved: Path | None) -> Chunk:
         """What callbacks see after a chunk (`bellman.experiment.callbacks`): the algorithm's
@@ -261,15 +342,19 @@ class Trainer:
             save=save,
         )
 
-    def last_checkpoint(self) -> str:
-        found = ckpt.list_checkpoints(self.run_dir.checkpoints)
+    def last_checkpoint(self, k: int = 0) -> str:
+        found = ckpt.list_checkpoints(self.run_dirs[k].checkpoints)
         return str(found[-1][1]) if found else "none was written yet"
 
     # ----- the loop -----
     def run(self, start_time: float, resumed: bool) -> Run:
-        """Train to the end of the plan (from the newest intact checkpoint, if any). A failed
-        file operation (a full disk, a permission) ends the run with one sentence; the last
-        good checkpoint stays, for a resume."""
+        """Train a single run to the end of its plan (see `run_group`)."""
+        return self.run_group(start_time, resumed)[0]
+
+    def run_group(self, start_time: float, resumed: bool) -> list[Run]:
+        """Train to the end of the plan (from the newest intact checkpoint, if any); one Run per
+        setting. A failed file operation (a full disk, a permission) ends the run with one
+        sentence; the last good checkpoint stays, for a resume."""
         try:
             return self._run(start_time, resumed)
         except OSError as exc:
@@ -280,18 +365,26 @@ class Trainer:
                 f"bellman train {self.info.name} --resume {self.run_dir.path}"
             ) from exc
 
-    def _run(self, start_time: float, resumed: bool) -> Run:
+    def _run(self, start_time: float, resumed: bool) -> list[Run]:
         s, plan = self.settings, self.plan
-        label = f"{self.info.name} {self.env.id} x{s.seeds}"
+        label = f"{self.info.name} {self.env.id} {self.label or f'x{s.seeds}'}"
+        members = len(self.configs) * s.seeds
         with TrainingProgress(plan.total_steps, label, self.show_progress) as bar:
             compile_s = self.compile()
             state, update = self.restore()
             first_update = update
-            if ckpt.list_checkpoints(self.run_dir.checkpoints):
-                self.run_dir.truncate_metrics(update)  # exactly the records up to the checkpoint
+            if all(ckpt.list_checkpoints(rd.checkpoints) for rd in self.run_dirs):
+                for rd in self.run_dirs:  # exactly the records up to the checkpoint
+                    rd.truncate_metrics(update)
             else:
+                if len(self.run_dirs) > 1:  # a group restarted from 0
+                    for rd in self.run_dirs:
+                        rd.truncate_metrics(0)
                 self.save_checkpoint(state, 0)  # a good checkpoint exists from the start
-            logger = MetricsLogger(self.run_dir.path, purge_step=update * plan.steps_per_update)
+            loggers = [
+                MetricsLogger(rd.path, purge_step=update * plan.steps_per_update)
+                for rd in self.run_dirs
+            ]
             bar.update(update * plan.steps_per_update, 0.0, math.nan)
             train_s = 0.0
             chunk_index = update // plan.chunk_updates
@@ -313,7 +406,7 @@ class Trainer:
                             "time_s": time.perf_counter() - start_time,
                             "steps_per_s": result.updates
                             * plan.steps_per_update
-                            * s.seeds
+                            * members
                             / max(elapsed, 1e-9),
                             "episodes": result.episodes,
                             "episode_return": result.episode_return,
@@ -329,13 +422,14 @@ class Trainer:
                             record["eval_return"] = self.evaluate(
                                 self.runner.algo_state(state), update
                             ).mean(axis=1)
-                        logger.log(record)
+                        for k in self.running():
+                            loggers[k].log(self._part_record(record, k))
                         recent = (
                             float(np.nanmean(result.episode_return))
                             if np.isfinite(result.episode_return).any()
                             else math.nan
                         )
-                        bar.update(step, record["steps_per_s"] / s.seeds, recent)
+                        bar.update(step, record["steps_per_s"] / members, recent)
                         saved = None
                         if chunk_index % plan.checkpoint_chunks == 0 or stop.signal is not None:
                             saved = self.save_checkpoint(state, update)
@@ -347,73 +441,98 @@ class Trainer:
                             if self.stopped_early is not None:
                                 break
                         if stop.signal is not None and not finished:
+                            where = self.run_dir.path if len(self.configs) == 1 else "each run"
                             raise Interrupted(
                                 f"stopped by {signal.Signals(stop.signal).name} at step "
                                 f"{step:,}; the run is saved: continue it with bellman train "
-                                f"{self.info.name} --resume {self.run_dir.path}",
+                                f"{self.info.name} --resume {where}",
                                 stop.signal,
                             )
                 if last_saved != update:
                     self.save_checkpoint(state, update)
                 bar.status("evaluating...")
                 final = self.evaluate(self.runner.algo_state(state), update)
-                logger.log(
-                    {
-                        "step": update * plan.steps_per_update,
-                        "update": update,
-                        "eval_return": final.mean(axis=1),
-                    }
-                )
+                for k in self.running():
+                    loggers[k].log(
+                        {
+                            "step": update * plan.steps_per_update,
+                            "update": update,
+                            "eval_return": self.part(final, k).mean(axis=1),
+                        }
+                    )
             finally:
-                logger.close()
+                for logger in loggers:
+                    logger.close()
                 self.runner.close()
-        metrics = self.run_dir.read_metrics()
-        learning_curve(metrics, self.run_dir.path / CURVE, f"{self.info.name} on {self.env.id}")
-        self.plot_values(self.runner.algo_state(state))
-        per_seed = final.mean(axis=1)
         wall_s = time.perf_counter() - start_time
+        algo_state = self.runner.algo_state(state)
         steps_trained = (update - first_update) * plan.steps_per_update
-        summary = {
-            "algo": self.info.name,
-            "env": self.env.id,
-            "backend": self.env.backend,
-            "steps": plan.total_steps,
-            "seeds": s.seeds,
-            "seed": s.seed,
-            "final_return_mean": float(per_seed.mean()),
-            "final_return_std": float(per_seed.std()),
-            "final_return_per_seed": per_seed.tolist(),
-            "eval_episodes": s.eval_episodes,
-            "wall_s": wall_s,
-            # the evaluator compiles while training runs; what was left of it was waited for
-            "compile_s": compile_s + (self.evaluator.wait_s if self.evaluator else 0.0),
-            "train_s": train_s,
-            "steps_per_s": steps_trained * s.seeds / max(train_s, 1e-9),
-            "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),
-            "resumed": resumed,
-            "stopped_early": self.stopped_early,
-            "final_step": update * plan.steps_per_update,
-            "run_dir": str(self.run_dir.path),
-        }
-        self.run_dir.write_summary(summary)
-        return Run(
-            run_dir=self.run_dir.path,
-            summary=summary,
-            config=self.config,
-            settings=s,
-            algo_state=jax.device_get(self.runner.algo_state(state)),
-            metrics=metrics,
-        )
+        # the env's possible returns bound the curve's band, unless its parameters were changed
+        changed = s.env_params is not None or s.env_kwargs is not None
+        bounds = None if changed else stats.RETURN_BOUNDS.get(self.env.id)
+        runs = []
+        for k, (config, rd) in enumerate(zip(self.configs, self.run_dirs, strict=True)):
+            metrics = rd.read_metrics()
+            learning_curve(metrics, rd.path / CURVE, f"{self.info.name} on {self.env.id}", bounds)
+            per_seed = self.part(final, k).mean(axis=1)
+            if k in self.failed:
+                per_seed = np.full_like(per_seed, np.nan)
+            else:
+                self.plot_values(config, rd, self.part(algo_state, k))
+            summary = {
+                "algo": self.info.name,
+                "env": self.env.id,
+                "backend": self.env.backend,
+                "steps": plan.total_steps,
+                "seeds": s.seeds,
+                "seed": s.seed,
+                "final_return_mean": float(per_seed.mean()),
+                "final_return_std": float(per_seed.std()),
+                "final_return_per_seed": per_seed.tolist(),
+                "eval_episodes": s.eval_episodes,
+                "wall_s": wall_s,
+                # the evaluator compiles while training runs; what was left was waited for
+                "compile_s": compile_s + (self.evaluator.wait_s if self.evaluator else 0.0),
+                "train_s": train_s,
+                "steps_per_s": steps_trained * members / max(train_s, 1e-9),
+                "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),
+                "resumed": resumed,
+                "stopped_early": self.stopped_early,
+                "final_step": update * plan.steps_per_update,
+                "run_dir": str(rd.path),
+            }
+            if len(self.configs) > 1:
+                summary["group_settings"] = len(self.configs)
+                summary["diverged"] = self.failed.get(k)
+            rd.write_summary(summary)
+            runs.append(
+                Run(
+                    run_dir=rd.path,
+                    summary=summary,
+                    config=config,
+                    settings=s,
+                    algo_state=jax.device_get(self.part(algo_state, k)),
+                    metrics=metrics,
+                )
+            )
+        return runs
 
-    def plot_values(self, algo_state: Any) -> None:
+    def _part_record(self, record: dict[str, Any], k: int) -> dict[str, Any]:
+        """Setting k's share of a metrics record (its seeds of every per-member array)."""
+        if len(self.configs) == 1:
+            return record
+        return {
+            name: self.part(value, k) if isinstance(value, np.ndarray) else value
+            for name, value in record.items()
+        }
+
+    def plot_values(self, config: Any, rd: RunDir, algo_state: Any) -> None:
         """For an algorithm with a value table on a finite JAX env: its values and greedy policy
         (seed 0) as `policy.png`, a grid heat map when the env is a grid."""
         values_and_policy, env = self.info.values_and_policy, self.env.jax_env
         if values_and_policy is None or env is None:
             return
-        table = values_and_policy(
-            self.config, jax.tree.map(lambda x: x[0], jax.device_get(algo_state))
-        )
+        table = values_and_policy(config, jax.tree.map(lambda x: x[0], jax.device_get(algo_state)))
         values = np.asarray(table.values, np.float64)
         policy = None if table.policy is None else np.asarray(table.policy)
         minimize = table.minimize
@@ -426,7 +545,7 @@ class Trainer:
         labels = getattr(env, "action_labels", None) or [str(a) for a in range(values.size)]
         what = "values and greedy policy" if policy is not None else "values"
         title = f"{self.info.name} on {self.env.id}: {what} of seed 0"
-        path = self.run_dir.path / POLICY_PLOT
+        path = rd.path / POLICY_PLOT
         layout = getattr(env, "layout", None)
         if layout is not None:
             value_map(path, layout, values, policy, labels, title, minimize, skip)
@@ -435,13 +554,18 @@ class Trainer:
 
     def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
         bad = sorted({i for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
-        if bad:
-            names = sorted(k for k, v in metrics.items() if not np.isfinite(v).all())
-            raise TrainingDiverged(
-                f"training diverged before step {step:,}: {', '.join(names)} became NaN or "
-                f"infinite for seed(s) {', '.join(map(str, bad))}; the last good checkpoint is "
-                f"kept ({self.last_checkpoint()}); try a lower learning rate"
-            )
+        seeds = self.settings.seeds
+        for k in self.running():
+            mine = [i - k * seeds for i in bad if k * seeds <= i < (k + 1) * seeds]
+            if mine:
+                part = {name: self.part(v, k) for name, v in metrics.items()}
+                names = sorted(n for n, v in part.items() if not np.isfinite(v).all())
+                self.diverged(
+                    k,
+                    f"training diverged before step {step:,}: {', '.join(names)} became NaN or "
+                    f"infinite for seed(s) {', '.join(map(str, mine))}; the last good "
+                    f"checkpoint is kept ({self.last_checkpoint(k)}); try a lower learning rate",
+                )
 
 
 def extend(rd: RunDir, saved: SavedRun, steps: Any, summary: dict[str, Any] | None) -> SavedRun:
@@ -483,7 +607,8 @@ def eval_env_seed(seed: int, update: int) -> int:
     return int(np.random.SeedSequence([seed, update, 7]).generate_state(1)[0])
 
 
-def _record(algo: str, settings: RunSettings, config: Any, resolved: Any, plan: Plan) -> dict:
+def run_record(algo: str, settings: RunSettings, config: Any, resolved: Any, plan: Plan) -> dict:
+    """What a run directory's config.json records of the run."""
     return {
         "algo": algo,
         "env": settings.env,
@@ -579,7 +704,7 @@ def train(
     check_resources(info, algo_config, resolved, settings, plan)
     run_dir = RunDir.create(
         cfg.as_path("out", out) if out is not None else default_run_dir(info.name, settings.env),
-        _record(info.name, settings, algo_config, resolved, plan),
+        run_record(info.name, settings, algo_config, resolved, plan),
     )
     try:
         trainer = Trainer(

@@ -41,8 +41,9 @@ def n_step_return(r_t: jax.Array, done_t: jax.Array, gamma: float) -> tuple[jax.
 
 
 def polyak_update(online: Any, target: Any, tau: float) -> Any:
-    """theta^- <- tau theta + (1 - tau) theta^- (tau = 1: a copy)."""
-    if tau == 1.0:
+    """theta^- <- tau theta + (1 - tau) theta^- (tau = 1: a copy; a traced tau of 1 computes
+    the same copy)."""
+    if isinstance(tau, float) and tau == 1.0:
         return online
     return jax.tree.map(lambda o, t: tau * o + (1.0 - tau) * t, online, target)
 

@@ -4,22 +4,28 @@ A runner family (`runners.onpolicy`, `runners.offpolicy`) gives two pure functio
 `init_state(algo, config, env, total_updates, key)` and `update(algo, config, env, state)`, one
 iteration of its loop (rollout then learn; or collect, store, sample and learn). `run_updates`
 loops over a chunk of updates; `CompiledRunner` compiles `jit(shard_map(vmap(run_updates)))` once
-(each device runs its own seeds) and calls it chunk after chunk, so a chunk for every seed is a
-single call, while the driver logs, evaluates and checkpoints in between. Nothing leaves the
+(each device runs its own members) and calls it chunk after chunk, so a chunk for every member is
+a single call, while the driver logs, evaluates and checkpoints in between. Nothing leaves the
 device inside a chunk.
+
+The members are settings x seeds: K configs that differ only in traced settings (`bellman.config`:
+the float fields, taken by the program as arrays) times S seeds, setting-major. A single run is
+K = 1; a sweep's group is K > 1, the same program with more members. Seed s of every setting
+starts from the same key as seed s of a single run.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bellman import config as cfg
 from bellman.contracts import Algorithm
 from bellman.envs.core import EpisodeStatistics, JaxEnv
 from bellman.runners import programs
@@ -75,14 +81,14 @@ def run_updates(
 
 
 def per_device(fn: Callable[..., Any], runner: CompiledRunner) -> Any:
-    """`fn(state, update_ids)` run by each device on its own seeds (`shard_map`): nothing in a
-    chunk crosses devices. (Under a plain sharded `vmap`, an op that reduces over the seeds, like
-    the condition of a while loop whose seeds finish at different times, would make the devices
-    wait for each other at every step.)"""
+    """`fn(state, values, update_ids)` run by each device on its own members (`shard_map`):
+    nothing in a chunk crosses devices. (Under a plain sharded `vmap`, an op that reduces over
+    the members, like the condition of a while loop whose members finish at different times,
+    would make the devices wait for each other at every step.)"""
     mesh = runner.sharding.mesh
     seeds, replicated = runner.sharding.spec, runner.replicated.spec
     return jax.shard_map(
-        fn, mesh=mesh, in_specs=(seeds, replicated), out_specs=seeds, check_vma=False
+        fn, mesh=mesh, in_specs=(seeds, seeds, replicated), out_specs=seeds, check_vma=False
     )
 
 
@@ -96,29 +102,43 @@ class CompiledRunner:
         self,
         family: Family,
         algo: Algorithm,
-        config: Any,
+        configs: Sequence[Any],
         env: JaxEnv,
         seeds: int,
         seed: int,
         total_updates: int,
         chunk_updates: int,
     ):
-        self.family, self.algo, self.config, self.spec = family, algo, config, env.spec
+        self.family, self.algo, self.spec = family, algo, env.spec
+        self.config = cfg.static_part(configs[0])
+        """What every member shares (the traced settings blanked)."""
+        if any(cfg.static_part(c) != self.config for c in configs):
+            raise ValueError("the configs of one compiled runner differ in a static setting")
         self.env = EpisodeStatistics(env)
-        self.seeds, self.seed = seeds, seed
+        self.settings, self.seeds, self.seed = len(configs), seeds, seed
+        self.members = self.settings * seeds
         self.total_updates, self.chunk_updates = total_updates, chunk_updates
-        self.sharding, self.replicated = seed_sharding(seeds)
-        init = functools.partial(family.init_state, algo, config, self.env, total_updates)
+        self.sharding, self.replicated = seed_sharding(self.members)
+        self.values = jax.device_put(cfg.traced_values(configs, seeds), self.sharding)
+        """The members' traced settings, `[members]` arrays sharded as the members."""
+        member = lambda values: cfg.with_values(self.config, values)
+        init = lambda values, key: family.init_state(
+            algo, member(values), self.env, total_updates, key
+        )
         self._init = jax.jit(
-            over_seeds(init, seeds, (0,)),
+            over_seeds(init, self.members, (0, 0)),
             in_shardings=self.sharding,
             out_shardings=self.sharding,
         )
-        update = functools.partial(family.update, algo, config, self.env)
-        chunk = functools.partial(run_updates, update, total_updates)
+
+        def chunk(state: Any, values: dict[str, jax.Array], ids: jax.Array) -> Any:
+            update = functools.partial(family.update, algo, member(values), self.env)
+            return run_updates(update, total_updates, state, ids)
+
+        local = self.members // self.sharding.mesh.size
         self._chunk = jax.jit(
-            per_device(over_seeds(chunk, seeds // self.sharding.mesh.size, (0, None)), self),
-            in_shardings=(self.sharding, self.replicated),
+            per_device(over_seeds(chunk, local, (0, 0, None)), self),
+            in_shardings=(self.sharding, self.sharding, self.replicated),
             out_shardings=self.sharding,
             donate_argnums=0,
         )
@@ -132,15 +152,16 @@ class CompiledRunner:
         return int(self.config.num_envs * self.config.num_steps)
 
     def _keys(self) -> jax.Array:
-        return jax.device_put(seed_keys(self.seed, self.seeds), self.sharding)
+        keys = jnp.tile(seed_keys(self.seed, self.seeds), (self.settings, 1))
+        return jax.device_put(keys, self.sharding)
 
     def init_state(self) -> Any:
         init = self._compiled_init if self._compiled_init is not None else self._init
-        return init(self._keys())
+        return init(self.values, self._keys())
 
     def state_template(self) -> Any:
         if self._template is None:
-            self._template = jax.eval_shape(self._init, self._keys())
+            self._template = jax.eval_shape(self._init, self.values, self._keys())
         return self._template
 
     def _description(self, part: str) -> list[str] | None:
@@ -153,7 +174,7 @@ class CompiledRunner:
             self.algo.__name__,
             repr(self.config),
             env_key,
-            f"seeds={self.seeds} updates={self.total_updates} chunk={self.chunk_updates}",
+            f"members={self.members} updates={self.total_updates} chunk={self.chunk_updates}",
         ]
 
     def compile(self) -> float:
@@ -168,7 +189,7 @@ class CompiledRunner:
         traced: list[Any] = []
 
         def lower_init() -> Any:
-            traced.append(self._init.trace(keys))
+            traced.append(self._init.trace(self.values, keys))
             return traced[0].lower()
 
         with paused_gc():
@@ -179,8 +200,9 @@ class CompiledRunner:
             ids = jax.ShapeDtypeStruct((self.chunk_updates,), jnp.int32)
             description = self._description("chunk")
             self._compiled_chunk = programs.start(
-                description and [*description, programs.signature(self._template, ids)],
-                lambda: self._chunk.lower(self._template, ids),
+                description
+                and [*description, programs.signature((self._template, self.values), ids)],
+                lambda: self._chunk.lower(self._template, self.values, ids),
                 devices,
             )
         self._compiled_init.result()
@@ -192,7 +214,9 @@ class CompiledRunner:
         if self._compiled_chunk is None:
             self.compile()
         ids = jnp.arange(first_update, first_update + self.chunk_updates, dtype=jnp.int32)
-        state, metrics = self._compiled_chunk(state, jax.device_put(ids, self.replicated))
+        state, metrics = self._compiled_chunk(
+            state, self.values, jax.device_put(ids, self.replicated)
+        )
         metrics = jax.device_get(metrics)
         valid = np.asarray(ids) < self.total_updates
         done = int(valid.sum())

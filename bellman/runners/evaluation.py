@@ -7,12 +7,14 @@ are these: `episodes` fresh episodes per seed with the algorithm's `greedy` acti
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bellman import config as cfg
 from bellman.contracts import Algorithm
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, GymnasiumVectorEnv
@@ -71,22 +73,32 @@ def evaluate_jax(
 class JaxEvaluator:
     """`evaluate_jax` for all seeds at once, compiled ahead of time, seeds sharded over cores."""
 
-    def __init__(self, algo: Algorithm, config: Any, env: JaxEnv, episodes: int, seeds: int):
-        self.episodes, self.seeds = episodes, seeds
+    def __init__(
+        self, algo: Algorithm, configs: Sequence[Any], env: JaxEnv, episodes: int, seeds: int
+    ):
+        """For `seeds` seeds of each of `configs` (which differ only in traced settings; see
+        `bellman.runners.compiled`): members setting-major, as the compiled runner's."""
+        self.episodes, self.seeds = episodes, len(configs) * seeds
+        static = cfg.static_part(configs[0])
         env_key = getattr(env, "cache_key", None)
         self._description = None
         if env_key is not None:
             self._description = [
                 "evaluate",
                 algo.__name__,
-                repr(config),
+                repr(static),
                 env_key,
-                f"seeds={seeds} episodes={episodes}",
+                f"members={self.seeds} episodes={episodes}",
             ]
-        self.sharding, _ = seed_sharding(seeds)
-        fn = functools.partial(evaluate_jax, algo, config, env, episodes=episodes)
+        self.sharding, _ = seed_sharding(self.seeds)
+        self.values = jax.device_put(cfg.traced_values(configs, seeds), self.sharding)
+
+        def fn(algo_state: Any, values: dict[str, jax.Array], key: jax.Array) -> Any:
+            config = cfg.with_values(static, values)
+            return evaluate_jax(algo, config, env, algo_state, key, episodes=episodes)
+
         self._fn = jax.jit(
-            over_seeds(fn, seeds, (0, 0)),
+            over_seeds(fn, self.seeds, (0, 0, 0)),
             in_shardings=self.sharding,
             out_shardings=self.sharding,
         )
@@ -98,11 +110,11 @@ class JaxEvaluator:
         keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
         description = self._description and [
             *self._description,
-            programs.signature(algo_state_template, keys),
+            programs.signature(algo_state_template, self.values, keys),
         ]
         self._compiled = programs.start(
             description,
-            lambda: self._fn.lower(algo_state_template, keys),
+            lambda: self._fn.lower(algo_state_template, self.values, keys),
             list(self.sharding.mesh.devices.flat),
             light=True,
             trace_on_worker=True,
@@ -117,7 +129,7 @@ class JaxEvaluator:
         """Returns and lengths `[seeds, episodes]`."""
         fn = self._compiled if self._compiled is not None else self._fn
         algo_state, keys = jax.device_put((algo_state, keys), self.sharding)
-        returns, lengths = fn(algo_state, keys)
+        returns, lengths = fn(algo_state, self.values, keys)
         return np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
 
 

@@ -19,6 +19,7 @@ fields are the loop's settings.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -158,7 +159,7 @@ def _sample(
         shape,
         n_step=config.n_step,
         gamma=config.gamma,
-        alpha=config.priority_alpha if config.prioritized else 0.0,
+        alpha=config.priority_alpha if config.prioritized else None,
         beta=beta(config, state),
         reward_clip=config.clip_rewards or None,
     )
@@ -264,14 +265,15 @@ def update(
 
 def CompiledOffPolicy(
     algo: OffPolicyAlgorithm,
-    config: ReplayLoop,
+    configs: Sequence[ReplayLoop],
     env: JaxEnv,
     seeds: int,
     seed: int,
     total_updates: int,
     chunk_updates: int,
 ) -> CompiledRunner:
-    """The compiled runner of the off-policy loop."""
+    """The compiled runner of the off-policy loop, for `seeds` seeds of each config (configs that
+    differ only in traced settings)."""
     return CompiledRunner(
-        sys.modules[__name__], algo, config, env, seeds, seed, total_updates, chunk_updates
+        sys.modules[__name__], algo, configs, env, seeds, seed, total_updates, chunk_updates
     )

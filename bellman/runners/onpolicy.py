@@ -7,6 +7,7 @@ for every seed at once by `runners.compiled.CompiledRunner` (`CompiledOnPolicy` 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -108,14 +109,15 @@ def update(
 
 def CompiledOnPolicy(
     algo: OnPolicyAlgorithm,
-    config: Any,
+    configs: Sequence[Any],
     env: JaxEnv,
     seeds: int,
     seed: int,
     total_updates: int,
     chunk_updates: int,
 ) -> CompiledRunner:
-    """The compiled runner of the on-policy loop."""
+    """The compiled runner of the on-policy loop, for `seeds` seeds of each config (configs that
+    differ only in traced settings)."""
     return CompiledRunner(
-        sys.modules[__name__], algo, config, env, seeds, seed, total_updates, chunk_updates
+        sys.modules[__name__], algo, configs, env, seeds, seed, total_updates, chunk_updates
     )
