@@ -374,7 +374,48 @@ def add_sweep_parser(commands: Any) -> None:
             action="append",
             default=[],
             metavar="NAME=LOW:HIGH",
-            help="a numeric setting's range for --random",
+            help="a numeric setting's range for --random or --search",
+        )
+        sub.add_argument(
+            "--search",
+            choices=["optuna"],
+            default=None,
+            help="search the --range flags (and the --grid values, as choices) with Optuna's "
+            "TPE sampler, pruning trials from their evaluations during training",
+        )
+        sub.add_argument(
+            "--trials", type=int, default=None, metavar="N", help="trials of --search in all"
+        )
+        sub.add_argument(
+            "--batch",
+            type=int,
+            default=None,
+            metavar="K",
+            help="trials asked at once and trained side by side (default: 8)",
+        )
+        sub.add_argument(
+            "--sampler",
+            choices=["tpe", "random"],
+            default=None,
+            help="Optuna's sampler for --search (default: tpe)",
+        )
+        sub.add_argument(
+            "--pruner",
+            choices=["median", "none"],
+            default=None,
+            help="stop --search trials whose best evaluation so far is below the median of "
+            "earlier trials' at that step, after 5 trials and a third of the run (default: "
+            "median)",
+        )
+        sub.add_argument(
+            "--storage",
+            default=None,
+            metavar="URL",
+            help="Optuna's storage, shared by every process working on the study (default: "
+            "sqlite in the sweep directory)",
+        )
+        sub.add_argument(
+            "--study", default=None, metavar="NAME", help="the study's name (default: ALGO-ENV)"
         )
         presets = info_presets(info)
         add_dataclass_flags(sub, RunSettings, title="run", helps=run_helps(info, presets))
@@ -409,17 +450,59 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     fixed = {k: v for k, v in given.items() if k in config_names}
     env = settings.pop("env")
     progress = not args.quiet
-    result = sweeping.sweep(
-        info.name,
-        env,
-        grid=args.grid,
-        random=args.random,
-        ranges=args.range,
-        out=args.out,
-        progress=progress,
-        **settings,
-        **fixed,
-    )
+    searching = {
+        "trials": args.trials,
+        "batch": args.batch,
+        "storage": args.storage,
+        "study": args.study,
+    }
+    given_search = sorted(k for k, v in searching.items() if v is not None)
+    if args.search is None and given_search:
+        raise UsageError(f"{', '.join(map(_flag, given_search))} apply to --search optuna")
+    result: Any
+    if args.search is not None:
+        from bellman.experiment import search as searching_module
+
+        if args.trials is None:
+            raise UsageError("--search needs --trials N (how many trials in all)")
+        if args.random is not None:
+            raise UsageError("--random draws settings at random; --search chooses them: drop one")
+        found = searching_module.search(
+            info.name,
+            env,
+            trials=args.trials,
+            ranges=args.range,
+            grid=args.grid,
+            batch=args.batch or searching_module.DEFAULT_BATCH,
+            sampler=args.sampler or "tpe",
+            pruner=args.pruner or "median",
+            storage=args.storage,
+            study=args.study,
+            out=args.out,
+            progress=progress,
+            **settings,
+            **fixed,
+        )
+        if not args.json and progress:
+            counts = found.trials or {}
+            print(
+                f"{sum(counts.values())} trials: {counts.get('complete', 0)} complete, "
+                f"{counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} failed; best: "
+                f"{found.best_value:.2f} with {found.best_values}"
+            )
+        result = found
+    else:
+        result = sweeping.sweep(
+            info.name,
+            env,
+            grid=args.grid,
+            random=args.random,
+            ranges=args.range,
+            out=args.out,
+            progress=progress,
+            **settings,
+            **fixed,
+        )
     if args.json:
         print(
             json.dumps(

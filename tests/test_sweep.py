@@ -243,3 +243,81 @@ def test_bad_sweeps_are_one_sentence(tmp_path: Path, kwargs: dict, message: str)
     with pytest.raises(ConfigError, match=message):
         bellman.sweep("ppo", "CartPole-v1", out=tmp_path / "s", progress=False, **kwargs)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_group_drops_the_settings_it_stops(tmp_path: Path) -> None:
+    """A setting stopped at an evaluation (a pruned trial) leaves the group: the others go on in
+    a smaller program and end where they end without it."""
+    from bellman.experiment.settings import Plan
+    from bellman.experiment.sweep import make_run_dir, prepare, train_group
+
+    small = {"num_envs": 4, "num_steps": 16, "num_minibatches": 2}
+    info, settings, resolved, base = prepare(
+        "ppo", "CartPole-v1", small, steps=640, seeds=2, evals=5, eval_episodes=2
+    )
+    configs = [cfg.with_overrides(base, {"learning_rate": x}) for x in (1e-3, 3e-4, 1e-4)]
+    plan = Plan.make(settings, 640, 64)
+    finals = {}
+    for name in ("whole", "stopped"):
+        paths = [tmp_path / name / str(i) for i in range(3)]
+        for p, c in zip(paths, configs, strict=True):
+            make_run_dir(p, info.name, settings, c, resolved, plan)
+        calls: list[tuple[int, list[int]]] = []
+
+        def stop_second(step: int, running: list[int], returns: np.ndarray) -> list[int]:
+            calls.append((step, running))  # noqa: B023 (called within this iteration)
+            assert returns.shape == (len(running), 2)
+            return [1] if name == "stopped" and 1 in running else []  # noqa: B023
+
+        summaries = train_group(paths, progress=False, on_eval=stop_second)
+        finals[name] = [
+            ckpt.read_arrays(ckpt.list_checkpoints(p / "checkpoints")[-1][1]) for p in paths
+        ]
+        if name == "stopped":
+            assert calls[0][1] == [0, 1, 2] and calls[1][1] == [0, 2]
+            assert summaries[1]["pruned_at_step"] == calls[0][0]
+            assert all(np.isnan(summaries[1]["final_return_per_seed"]))
+            assert ckpt.list_checkpoints(paths[1] / "checkpoints")[-1][0] < plan.total_updates
+    for k in (0, 2):
+        for a, b in zip(finals["whole"][k]["algo"], finals["stopped"][k]["algo"], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_optuna_search_prunes_and_tells(tmp_path: Path) -> None:
+    """Trials below 100 after 2,000 steps are pruned (a step size of 1e-7 to 1e-5 does not
+    learn CartPole in 8,192 steps); the others are told their mean final return."""
+    import optuna
+
+    from bellman.experiment.search import search
+
+    threshold = optuna.pruners.ThresholdPruner(lower=100.0, n_warmup_steps=2_000)
+    kwargs: dict = dict(
+        trials=12,
+        batch=4,
+        sampler="random",
+        pruner=threshold,
+        ranges={"learning_rate": (1e-7, 3e-3)},
+        steps=8_192,
+        seeds=2,
+        evals=8,
+        eval_episodes=2,
+        out=tmp_path / "search",
+        progress=False,
+        num_envs=4,
+        num_steps=32,
+        num_minibatches=2,
+    )
+    result = search("ppo", "CartPole-v1", **kwargs)
+    assert result.trials is not None
+    assert sum(result.trials.values()) == 12 == len(result.rows)
+    assert result.trials["pruned"] >= 1, result.rows
+    pruned = [r for r in result.rows if r["state"] == "pruned"]
+    assert all(np.isnan(r["mean"]) for r in pruned)
+    for row in pruned:
+        summary = json.loads((result.path / row["run_dir"] / "summary.json").read_text())
+        assert 2_000 <= summary["pruned_at_step"] < 8_192
+    assert result.best_value == max(r["mean"] for r in result.rows if r["state"] == "complete")
+    # the same command continues the study: nothing left to do
+    again = search("ppo", "CartPole-v1", **kwargs)
+    np.testing.assert_array_equal([r["mean"] for r in again.rows], [r["mean"] for r in result.rows])

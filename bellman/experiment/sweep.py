@@ -25,7 +25,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from bellman.envs import registry
 from bellman.errors import ConfigError, RunDirError, closest
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.plots import band
+from bellman.experiment.policy import read_saved
 from bellman.experiment.rundir import RunDir, jsonable, write_json
 from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
 from bellman.experiment.train import Interrupted, Trainer, preset_config, run_record
@@ -121,6 +122,22 @@ def parse_ranges(items: Sequence[str], fields: dict[str, Any]) -> dict[str, tupl
     return ranges
 
 
+def grid_of(grid: dict[str, Sequence[Any]] | Sequence[str], fields: dict[str, Any]) -> dict:
+    """A grid given from Python ({name: values}) or as `name=v1,v2` strings, checked."""
+    if not isinstance(grid, dict):
+        return parse_grid(grid, fields)
+    for name in grid:
+        _check_name(name, fields)
+    return {k: [cfg.coerce(k, fields[k], v) for v in vs] for k, vs in grid.items()}
+
+
+def ranges_of(ranges: dict[str, tuple[Any, Any]] | Sequence[str], fields: dict[str, Any]) -> dict:
+    """Ranges given from Python ({name: (low, high)}) or as `name=low:high` strings, checked."""
+    if not isinstance(ranges, dict):
+        return parse_ranges(ranges, fields)
+    return parse_ranges([f"{k}={lo}:{hi}" for k, (lo, hi) in ranges.items()], fields)
+
+
 def _split(item: str, flag: str, form: str) -> tuple[str, str]:
     name, sep, rest = item.partition("=")
     if not sep or not name.strip():
@@ -167,6 +184,19 @@ def default_sweep_dir(algo: str, env: str) -> Path:
     return Path("runs") / f"sweep-{algo}-{safe_env}-{stamp}"
 
 
+def prepare(
+    algo: str, env: Any, fixed: dict[str, Any], **run: Any
+) -> tuple[algos.AlgoInfo, RunSettings, registry.ResolvedEnv, Any]:
+    """The algorithm, checked run settings (`run`: RunSettings' fields), the resolved env and
+    the config every setting starts from (the preset, with `fixed` applied)."""
+    info = algos.get(algo)
+    run_settings = cfg.with_overrides(RunSettings(env=registry.env_label(env)), run)
+    run_settings.validate()
+    run_settings, resolved = resolve_env(run_settings, run_settings.backend, env)
+    base = cfg.with_overrides(preset_config(info, run_settings.preset, resolved.spec), fixed)
+    return info, run_settings, resolved, base
+
+
 def sweep(
     algo: str,
     env: Any,
@@ -196,42 +226,24 @@ def sweep(
     it again on the same `out` resumes it."""
     jax_setup.configure()
     start = time.perf_counter()
-    info = algos.get(algo)
-    run_settings = cfg.with_overrides(
-        RunSettings(env=registry.env_label(env)),
-        {
-            "steps": steps,
-            "seeds": seeds,
-            "seed": seed,
-            "backend": backend,
-            "eval_episodes": eval_episodes,
-            "evals": evals,
-            "log_every": log_every,
-            "checkpoint_every": checkpoint_every,
-            "preset": preset,
-            "env_params": env_params,
-            "env_kwargs": env_kwargs,
-        },
+    info, run_settings, resolved, base = prepare(
+        algo,
+        env,
+        fixed,
+        steps=steps,
+        seeds=seeds,
+        seed=seed,
+        backend=backend,
+        eval_episodes=eval_episodes,
+        evals=evals,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+        preset=preset,
+        env_params=env_params,
+        env_kwargs=env_kwargs,
     )
-    run_settings.validate()
-    run_settings, resolved = resolve_env(run_settings, run_settings.backend, env)
-    base = cfg.with_overrides(preset_config(info, run_settings.preset, resolved.spec), fixed)
     fields = cfg.field_types(type(base))
-    grid_values = (
-        {k: [cfg.coerce(k, fields[k], v) for v in vs] for k, vs in grid.items()}
-        if isinstance(grid, dict)
-        else parse_grid(grid, fields)
-    )
-    for name in grid_values if isinstance(grid, dict) else ():
-        _check_name(name, fields)
-    range_values = (
-        {
-            k: (cfg.coerce(k, fields[k], lo), cfg.coerce(k, fields[k], hi))
-            for k, (lo, hi) in ranges.items()
-        }
-        if isinstance(ranges, dict)
-        else parse_ranges(ranges, fields)
-    )
+    grid_values, range_values = grid_of(grid, fields), ranges_of(ranges, fields)
     if random is not None:
         cfg.check_int("random", random, 1, 100_000, "a sweep draws 1 to 100,000 settings")
         if not range_values:
@@ -286,48 +298,24 @@ def sweep(
     ]
     _open_sweep(path, request, runs)
 
+    for i, run in enumerate(runs):
+        make_run_dir(
+            path / str(run["run_dir"]), info.name, run_settings, configs[i], resolved, plans[i]
+        )
     for g, members in enumerate(groups):
-        rds = [
-            _run_dir(
-                path / str(runs[i]["run_dir"]),
-                info.name,
-                run_settings,
-                configs[i],
-                resolved,
-                plans[i],
-            )
-            for i in members
-        ]
-        todo = [(i, rd) for i, rd in zip(members, rds, strict=True) if rd.summary() is None]
-        for rd in rds:
-            if rd.summary() is not None:  # finished before: kept as it is
-                rd.unlock()
+        todo = [path / str(runs[i]["run_dir"]) for i in members]
+        todo = [p for p in todo if not (p / "summary.json").exists()]
         if not todo:
             continue
-        resumed = any(ckpt.list_checkpoints(rd.checkpoints) for _, rd in todo)
         label = f"group {g + 1}/{len(groups)}: {len(todo)} setting(s) x{run_settings.seeds}"
         try:
-            trainer = Trainer(
-                info.name,
-                run_settings,
-                configs[todo[0][0]],
-                todo[0][1],
-                resolved,
-                plans[todo[0][0]],
-                progress,
-                group=[(configs[i], rd) for i, rd in todo],
-                label=label,
-            )
-            trainer.run_group(time.perf_counter(), resumed)
+            train_group(todo, label=label, progress=progress, env=env)
         except Interrupted as exc:
             raise Interrupted(
                 f"stopped by {exc.signame}; the sweep is saved: continue it with the same "
                 f"command (its directory is {path})",
                 exc.signum,
             ) from None
-        finally:
-            for _, rd in todo:
-                rd.unlock()
 
     rows, curves = table(path, runs, run_settings.seeds)
     wall_s = time.perf_counter() - start
@@ -374,15 +362,68 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(jsonable(value)))
 
 
-def _run_dir(
+def make_run_dir(
     path: Path, algo: str, settings: RunSettings, config: Any, resolved: Any, plan: Plan
-) -> RunDir:
-    """A setting's run directory: new, or the one a killed sweep left (locked either way)."""
-    if path.exists() and (path / "config.json").exists():
-        rd = RunDir.open(path)
-        rd.lock()
-        return rd
-    return RunDir.create(path, run_record(algo, settings, config, resolved, plan))
+) -> None:
+    """A setting's run directory, unless a killed sweep left it (it is resumed then)."""
+    if not (path / "config.json").exists():
+        RunDir.create(path, run_record(algo, settings, config, resolved, plan)).unlock()
+
+
+def train_group(
+    paths: Sequence[Path],
+    *,
+    label: str | None = None,
+    progress: bool = True,
+    env: Any = None,
+    trust_env: bool = True,
+    on_eval: Callable[[int, list[int], np.ndarray], Iterable[int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Train the run directories `paths` side by side to the end of their plan, from their
+    newest common checkpoint if they have one, and return their summaries. They must be one
+    group: the same algorithm, env, run settings and plan, and configs that differ only in
+    traced settings (`bellman.config.static_part`). This is all a process needs to run a group
+    of a sweep, locally or on another machine (`bellman.experiment.ray_sweep`); `env` is the env
+    object of a sweep given one, and `trust_env` lets a `module:attr` env be imported (the
+    sweep's own run directories); `on_eval` is `Trainer`'s (a search's pruner)."""
+    rds = [RunDir.open(Path(p)) for p in paths]
+    locked: list[RunDir] = []
+    try:
+        for rd in rds:
+            rd.lock()
+            locked.append(rd)
+        saved = [read_saved(rd, trust_env) for rd in rds]
+        first = saved[0]
+        for rd, other in zip(rds[1:], saved[1:], strict=True):
+            same = (
+                other.info.name == first.info.name
+                and other.settings == first.settings
+                and other.plan == first.plan
+                and cfg.static_part(other.config) == cfg.static_part(first.config)
+            )
+            if not same:
+                raise RunDirError(
+                    f"{rd.path} does not belong with {rds[0].path}: a group's runs share the "
+                    "algorithm, env, settings, plan and every static setting"
+                )
+        _, resolved = resolve_env(first.settings, rds[0].config["backend"], env)
+        resumed = any(ckpt.list_checkpoints(rd.checkpoints) for rd in rds)
+        trainer = Trainer(
+            first.info.name,
+            first.settings,
+            first.config,
+            rds[0],
+            resolved,
+            first.plan,
+            progress,
+            group=[(s.config, rd) for s, rd in zip(saved, rds, strict=True)],
+            label=label,
+            on_eval=on_eval,
+        )
+        return [run.summary for run in trainer.run_group(time.perf_counter(), resumed)]
+    finally:
+        for rd in locked:
+            rd.unlock()
 
 
 def table(

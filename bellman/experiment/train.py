@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -162,6 +162,7 @@ class Trainer:
         *,
         group: Sequence[tuple[Any, RunDir]] = (),
         label: str | None = None,
+        on_eval: Callable[[int, list[int], np.ndarray], Iterable[int]] | None = None,
     ):
         self.info = algos.get(algo_name)
         self.settings, self.config, self.run_dir = settings, config, run_dir
@@ -174,44 +175,74 @@ class Trainer:
         """What the progress bar shows after the algorithm and env (default: xSEEDS)."""
         self.failed: dict[int, str] = {}
         """Settings of a group whose training diverged (index -> why); a single run raises."""
+        self.on_eval = on_eval
+        """Called after each evaluation during training with the step, the settings still
+        running and their greedy returns `[running, seeds]`; returns the settings to stop there
+        (a search's pruner)."""
+        self.pruned: dict[int, int] = {}
+        """Settings `on_eval` stopped (index -> step)."""
         if len(members) > 1 and (callbacks or resolved.backend != "compiled"):
             raise ValueError("a group of settings runs on the compiled backend, without callbacks")
         self.stopped_early: str | None = None
         self.continued = False
         """The plan was extended (`resume(steps=...)`): the checkpoints' states record the old
         number of updates, a static field restored under the new one."""
-        common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
+        self.slots = list(range(len(self.configs)))
+        """The settings the runner's members belong to, in member order (setting slots[j] has
+        members j S .. j S + S - 1): all of them, until a group drops the settings that stopped
+        (`shrink`)."""
         self.runner: Runner
-        off_policy = self.info.family == "off_policy"
+        self.evaluator: JaxEvaluator | None = None
         if resolved.backend == "compiled":
-            assert resolved.jax_env is not None
-            compiled = CompiledOffPolicy if off_policy else CompiledOnPolicy
-            self.runner = compiled(self.info.module, self.configs, resolved.jax_env, *common)
+            self.build(self.configs)
         else:
-            host = HostOffPolicy if off_policy else HostOnPolicy
+            common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
+            host = HostOffPolicy if self.info.family == "off_policy" else HostOnPolicy
             self.runner = host(self.info.module, config, resolved, *common)
-        self.evaluator = None
-        if resolved.backend == "compiled":
-            assert resolved.jax_env is not None
-            self.evaluator = JaxEvaluator(
-                self.info.module,
-                self.configs,
-                resolved.jax_env,
-                settings.eval_episodes,
-                settings.seeds,
-            )
+
+    def build(self, configs: list[Any]) -> None:
+        """The compiled runner and evaluator of `configs` x seeds."""
+        s, env = self.settings, self.env.jax_env
+        assert env is not None
+        compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
+        common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
+        self.runner = compiled(self.info.module, configs, env, *common)
+        self.evaluator = JaxEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
 
     # ----- the members of each setting -----
     def part(self, tree: Any, k: int) -> Any:
-        """Setting k's seeds of a tree whose leaves lead with the members' axis."""
+        """Setting k's seeds of a tree whose leaves lead with the runner's members' axis."""
         seeds = self.settings.seeds
         if len(self.configs) == 1:
             return tree
-        return jax.tree.map(lambda x: x[k * seeds : (k + 1) * seeds], tree)
+        j = self.slots.index(k)
+        return jax.tree.map(lambda x: x[j * seeds : (j + 1) * seeds], tree)
+
+    def setting_of(self, member: int) -> tuple[int, int]:
+        """(setting, seed) of a member of the runner."""
+        return self.slots[member // self.settings.seeds], member % self.settings.seeds
+
+    def shrink(self, state: Any, update: int) -> Any:
+        """Drop the members of the settings that stopped (diverged or pruned): a runner and
+        evaluator for the others (compiled, or loaded from the program cache), and the state
+        of their members. What a stopped setting would have cost is not spent."""
+        keep = [j for j, k in enumerate(self.slots) if k in self.running()]
+        if not keep or len(keep) == len(self.slots):
+            return state
+        seeds = self.settings.seeds
+        members = np.concatenate([np.arange(j * seeds, (j + 1) * seeds) for j in keep])
+        parts = jax.tree.map(lambda x: x[members], self.runner.checkpoint_parts(state))
+        self.runner.close()
+        self.slots = [self.slots[j] for j in keep]
+        self.build([self.configs[k] for k in self.slots])
+        self.compile()
+        return self.runner.from_checkpoint_parts(parts, update)
 
     def running(self) -> list[int]:
         """The settings still training (all but those that diverged)."""
-        return [k for k in range(len(self.configs)) if k not in self.failed]
+        return [
+            k for k in range(len(self.configs)) if k not in self.failed and k not in self.pruned
+        ]
 
     # ----- pieces of the loop -----
     def compile(self) -> float:
@@ -227,7 +258,7 @@ class Trainer:
         """Greedy returns `[members, eval_episodes]`."""
         s = self.settings
         if self.evaluator is not None:
-            keys = jnp.tile(eval_keys(s.seed, s.seeds, update), (len(self.configs), 1))
+            keys = jnp.tile(eval_keys(s.seed, s.seeds, update), (len(self.slots), 1))
             returns, _ = self.evaluator(algo_state, keys)
             return returns
         assert self.env.make_gym is not None
@@ -259,11 +290,10 @@ class Trainer:
         that setting diverged (`diverged`)."""
         step = update * self.plan.steps_per_update
         parts = self.runner.checkpoint_parts(state)
-        diverged = ckpt.nonfinite_seeds(self.runner.algo_state(state))
-        seeds = self.settings.seeds
+        diverged = [self.setting_of(i) for i in ckpt.nonfinite_seeds(self.runner.algo_state(state))]
         path = ckpt.path_for(self.run_dir.checkpoints, update)
         for k in self.running():
-            bad = [i - k * seeds for i in diverged if k * seeds <= i < (k + 1) * seeds]
+            bad = [seed for setting, seed in diverged if setting == k]
             if bad:
                 self.diverged(
                     k,
@@ -368,7 +398,6 @@ class Trainer:
     def _run(self, start_time: float, resumed: bool) -> list[Run]:
         s, plan = self.settings, self.plan
         label = f"{self.info.name} {self.env.id} {self.label or f'x{s.seeds}'}"
-        members = len(self.configs) * s.seeds
         with TrainingProgress(plan.total_steps, label, self.show_progress) as bar:
             compile_s = self.compile()
             state, update = self.restore()
@@ -406,7 +435,8 @@ class Trainer:
                             "time_s": time.perf_counter() - start_time,
                             "steps_per_s": result.updates
                             * plan.steps_per_update
-                            * members
+                            * len(self.slots)
+                            * s.seeds
                             / max(elapsed, 1e-9),
                             "episodes": result.episodes,
                             "episode_return": result.episode_return,
@@ -422,14 +452,23 @@ class Trainer:
                             record["eval_return"] = self.evaluate(
                                 self.runner.algo_state(state), update
                             ).mean(axis=1)
-                        for k in self.running():
+                        running = self.running()
+                        for k in running:
                             loggers[k].log(self._part_record(record, k))
+                        if self.on_eval is not None and "eval_return" in record:
+                            returns = np.stack(
+                                [self.part(record["eval_return"], k) for k in running]
+                            )
+                            for k in self.on_eval(step, running, returns):
+                                self.pruned[k] = step
                         recent = (
                             float(np.nanmean(result.episode_return))
                             if np.isfinite(result.episode_return).any()
                             else math.nan
                         )
-                        bar.update(step, record["steps_per_s"] / members, recent)
+                        bar.update(
+                            step, record["steps_per_s"] / (len(self.slots) * s.seeds), recent
+                        )
                         saved = None
                         if chunk_index % plan.checkpoint_chunks == 0 or stop.signal is not None:
                             saved = self.save_checkpoint(state, update)
@@ -440,6 +479,11 @@ class Trainer:
                             )
                             if self.stopped_early is not None:
                                 break
+                        if not self.running():
+                            self.stopped_early = "every setting stopped"
+                            break
+                        if len(self.running()) < len(self.slots) and not finished:
+                            state = self.shrink(state, update)
                         if stop.signal is not None and not finished:
                             where = self.run_dir.path if len(self.configs) == 1 else "each run"
                             raise Interrupted(
@@ -474,11 +518,12 @@ class Trainer:
         for k, (config, rd) in enumerate(zip(self.configs, self.run_dirs, strict=True)):
             metrics = rd.read_metrics()
             learning_curve(metrics, rd.path / CURVE, f"{self.info.name} on {self.env.id}", bounds)
-            per_seed = self.part(final, k).mean(axis=1)
-            if k in self.failed:
-                per_seed = np.full_like(per_seed, np.nan)
+            if k in self.failed or k in self.pruned:  # no result: it did not train to the end
+                per_seed, final_state = np.full(s.seeds, np.nan), None
             else:
-                self.plot_values(config, rd, self.part(algo_state, k))
+                per_seed = self.part(final, k).mean(axis=1)
+                final_state = jax.device_get(self.part(algo_state, k))
+                self.plot_values(config, rd, final_state)
             summary = {
                 "algo": self.info.name,
                 "env": self.env.id,
@@ -494,7 +539,7 @@ class Trainer:
                 # the evaluator compiles while training runs; what was left was waited for
                 "compile_s": compile_s + (self.evaluator.wait_s if self.evaluator else 0.0),
                 "train_s": train_s,
-                "steps_per_s": steps_trained * members / max(train_s, 1e-9),
+                "steps_per_s": steps_trained * len(self.slots) * s.seeds / max(train_s, 1e-9),
                 "steps_per_s_per_seed": steps_trained / max(train_s, 1e-9),
                 "resumed": resumed,
                 "stopped_early": self.stopped_early,
@@ -504,6 +549,7 @@ class Trainer:
             if len(self.configs) > 1:
                 summary["group_settings"] = len(self.configs)
                 summary["diverged"] = self.failed.get(k)
+                summary["pruned_at_step"] = self.pruned.get(k)
             rd.write_summary(summary)
             runs.append(
                 Run(
@@ -511,7 +557,7 @@ class Trainer:
                     summary=summary,
                     config=config,
                     settings=s,
-                    algo_state=jax.device_get(self.part(algo_state, k)),
+                    algo_state=final_state,
                     metrics=metrics,
                 )
             )
@@ -553,10 +599,9 @@ class Trainer:
             value_curves(path, values, policy, labels, title, minimize, skip)
 
     def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
-        bad = sorted({i for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
-        seeds = self.settings.seeds
+        bad = sorted({int(i) for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
         for k in self.running():
-            mine = [i - k * seeds for i in bad if k * seeds <= i < (k + 1) * seeds]
+            mine = [seed for setting, seed in map(self.setting_of, bad) if setting == k]
             if mine:
                 part = {name: self.part(v, k) for name, v in metrics.items()}
                 names = sorted(n for n, v in part.items() if not np.isfinite(v).all())
