@@ -417,6 +417,27 @@ def add_sweep_parser(commands: Any) -> None:
         sub.add_argument(
             "--study", default=None, metavar="NAME", help="the study's name (default: ALGO-ENV)"
         )
+        sub.add_argument(
+            "--ray",
+            default=None,
+            metavar="ADDRESS",
+            help="run the groups as Ray Tune trials on the Ray cluster at ADDRESS (auto: the one "
+            "`ray start` started on this machine); needs bellman[ray], see docs/sweeps.md",
+        )
+        sub.add_argument(
+            "--ray-cpus",
+            type=float,
+            default=None,
+            metavar="N",
+            help="CPUs per group with --ray (default: 1); its seeds shard over that many devices",
+        )
+        sub.add_argument(
+            "--ray-gpus",
+            type=float,
+            default=None,
+            metavar="N",
+            help="GPUs per group with --ray (default: 0; give 1 on GPU nodes)",
+        )
         presets = info_presets(info)
         add_dataclass_flags(sub, RunSettings, title="run", helps=run_helps(info, presets))
         sub.add_argument(
@@ -459,6 +480,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     given_search = sorted(k for k, v in searching.items() if v is not None)
     if args.search is None and given_search:
         raise UsageError(f"{', '.join(map(_flag, given_search))} apply to --search optuna")
+    if args.ray is None and (args.ray_cpus is not None or args.ray_gpus is not None):
+        raise UsageError("--ray-cpus and --ray-gpus apply to --ray ADDRESS")
+    if args.ray is not None and args.search is not None:
+        raise UsageError(
+            "--ray runs a grid or random sweep's groups; --search runs in this process (start "
+            "more processes on the same --storage to search in parallel)"
+        )
     result: Any
     if args.search is not None:
         from bellman.experiment import search as searching_module
@@ -500,6 +528,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             ranges=args.range,
             out=args.out,
             progress=progress,
+            ray=args.ray,
+            ray_cpus=1.0 if args.ray_cpus is None else args.ray_cpus,
+            ray_gpus=0.0 if args.ray_gpus is None else args.ray_gpus,
             **settings,
             **fixed,
         )

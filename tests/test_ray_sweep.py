@@ -1,20 +1,20 @@
 """`bellman sweep --ray`: a sweep's groups as Ray Tune trials on a two-node Ray cluster on this
-machine. The node training a group is killed mid-run; Tune starts that trial again on a new
-node, `train_group` resumes the group from its checkpoints, and the sweep's table is the one a
-single process makes, every chunk logged exactly once."""
+machine. The node training a group is killed mid-run; Tune starts that trial again where there
+is room, `train_group` resumes the group from its checkpoints, and the sweep's table is the one
+a single process makes, every chunk logged exactly once."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import pytest
 
 import bellman
@@ -34,35 +34,36 @@ SWEEP_ARGS: dict[str, Any] = dict(
     num_envs=4,
     num_minibatches=2,
 )
-NODE = {"num_cpus": 2, "object_store_memory": 100 * 2**20, "include_dashboard": False}
-"""A node of the test cluster: two logical CPUs, so that a trial asking for 2 runs its programs
-over the same two XLA devices as this process, and loads them from the program cache."""
+
+
+def node_args() -> dict[str, Any]:
+    """A node of the test cluster: as many logical CPUs as this process has XLA devices, so that
+    a trial asking for them all runs on a node of its own, with the same devices as this process
+    (`ray_sweep.worker_env`): the same programs, loaded from the program cache."""
+    return {
+        "num_cpus": len(jax.devices()),
+        "object_store_memory": 100 * 2**20,
+        "include_dashboard": False,
+    }
 
 
 @pytest.fixture
-def cluster() -> Any:
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A head node and nothing else yet; the nodes' processes end with the test."""
     from ray.cluster_utils import Cluster
 
-    head = Cluster(initialize_head=True, head_node_args=NODE)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no report to Ray's servers
+    head = Cluster(initialize_head=True, head_node_args=node_args())
     try:
         yield head
     finally:
         head.shutdown()
 
 
-def driver_groups(local: Path, out: Path) -> list[tuple[str, list[Path]]]:
-    """The sweep directory `out` as the sweep driver leaves it before training (sweep.json and a
-    run directory holding config.json per setting), made from the finished sweep `local`, and
-    its groups as the driver labels them.
-
-    TODO(lead): once `bellman.sweep` takes `ray=`, this and the `bellman.sweep` call that
-    writes the table are one `bellman.sweep(..., ray=cluster.address)`."""
+def planned_groups(local: Path, out: Path) -> list[tuple[str, list[Path]]]:
+    """The groups (labels and run directories) the sweep `local` had, as they will be in `out`
+    when the same sweep runs there."""
     saved = json.loads((local / SWEEP).read_text())
-    (out / "runs").mkdir(parents=True)
-    (out / SWEEP).write_text(json.dumps({"request": saved["request"], "runs": saved["runs"]}))
-    for run in saved["runs"]:
-        (out / run["run_dir"]).mkdir()
-        shutil.copy(local / run["run_dir"] / CONFIG, out / run["run_dir"] / CONFIG)
     count = 1 + max(run["group"] for run in saved["runs"])
     seeds = saved["request"]["settings"]["seeds"]
     groups = []
@@ -85,7 +86,11 @@ def descends_from(pid: int, ancestor: int) -> bool:
 
 
 def kill_node_mid_group(
-    cluster: Any, node: Any, groups: list[tuple[str, list[Path]]], killed: dict[str, Any]
+    cluster: Any,
+    node: Any,
+    groups: list[tuple[str, list[Path]]],
+    killed: dict[str, Any],
+    done: threading.Event,
 ) -> None:
     """Once a process of `node` trains a group past its first checkpoints, kill the node (all
     its processes, SIGKILL); `killed` records the group and what its run directories held then.
@@ -93,8 +98,7 @@ def kill_node_mid_group(
     from ray._private import ray_constants
 
     raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not killed:
+    while not done.is_set():
         for label, paths in groups:
             holders = []
             for path in paths:
@@ -136,38 +140,49 @@ def check_metrics(run: Path, reference: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the test cluster's processes
 def test_ray_sweep_survives_a_dead_node(tmp_path: Path, cluster: Any) -> None:
-    start = time.perf_counter()
     local = bellman.sweep("ppo", "CartPole-v1", out=tmp_path / "local", **SWEEP_ARGS)
     assert local.groups == 2
     out = tmp_path / "cluster"
-    groups = driver_groups(local.path, out)
+    groups = planned_groups(local.path, out)
 
-    worker = cluster.add_node(**NODE)
+    worker = cluster.add_node(**node_args())
     killed: dict[str, Any] = {}
+    done = threading.Event()
     killer = threading.Thread(
-        target=kill_node_mid_group, args=(cluster, worker, groups, killed), daemon=True
+        target=kill_node_mid_group, args=(cluster, worker, groups, killed, done), daemon=True
     )
     killer.start()
-    ray_sweep.run_groups(groups, cluster.address, cpus_per_trial=2)
-    killer.join()
+    try:
+        on_ray = bellman.sweep(
+            "ppo",
+            "CartPole-v1",
+            out=out,
+            ray=cluster.address,
+            ray_cpus=len(jax.devices()),
+            **SWEEP_ARGS,
+        )
+    finally:
+        done.set()
+        killer.join()
     assert killed, "the worker node finished its group before it could be killed"
     assert not any(killed["summaries"]) and min(killed["checkpoints"]) > 0
 
     # Ray Tune's files under the sweep directory, a folder per group's trial
     (experiment,) = (out / ray_sweep.RAY_DIR).iterdir()
-    assert sorted(p.name for p in experiment.glob("group-*")) == ["group-001", "group-002"]
-    for label, paths in groups:
+    for i, (label, paths) in enumerate(groups):
+        trial = experiment / f"{i:03d}-{ray_sweep.trial_dirname(label)}"
+        assert (trial / "result.json").is_file()
+        # Tune saw the killed group's trial fail, and started it again
+        assert (trial / "error.txt").is_file() == (label == killed["group"]), label
         summaries = [json.loads((p / SUMMARY).read_text()) for p in paths]
         # the killed group was started again, from its checkpoints; the other ran once
         assert all(s["resumed"] == (label == killed["group"]) for s in summaries), label
         for path in paths:
             check_metrics(path, local.path / path.relative_to(out))
 
-    again = bellman.sweep("ppo", "CartPole-v1", out=out, **SWEEP_ARGS)  # finished: the table
-    assert [(r["label"], r["final_per_seed"]) for r in again.rows] == [
+    assert [(r["label"], r["final_per_seed"]) for r in on_ray.rows] == [
         (r["label"], r["final_per_seed"]) for r in local.rows
     ]
-    print(f"ray sweep test: {time.perf_counter() - start:.0f} s")
 
 
 def test_bad_counts_and_no_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +197,7 @@ def test_bad_counts_and_no_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_a_node_without_the_sweep_directory(tmp_path: Path) -> None:
     elsewhere = tmp_path / "runs" / "000-x"  # as on a node that does not share the filesystem
     with pytest.raises(RunDirError, match=r"000-x is not on node .*shared filesystem"):
-        ray_sweep._trial({"group": 0}, groups=[("g", [elsewhere])], env=None)
+        ray_sweep.group_trial({"group": 0}, groups=[("g", [elsewhere])], env=None)
     assert ray_sweep.trial_dirname("group 2/3: 4 setting(s) x8") == "group-2-3-4-setting-s-x8"
 
 

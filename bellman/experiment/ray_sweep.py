@@ -109,8 +109,8 @@ def run_groups(
     if max_failures < -1:
         raise ConfigError(f"max_failures is a count of retries (-1: no end), not {max_failures}")
     ray, tune = _import_ray()
-    groups = [(label, [Path(p).resolve() for p in paths]) for label, paths in groups]
-    storage = Path(ray_dir) if ray_dir is not None else groups[0][1][0].parent.parent / RAY_DIR
+    absolute = [(label, [Path(p).resolve() for p in paths]) for label, paths in groups]
+    storage = Path(ray_dir) if ray_dir is not None else absolute[0][1][0].parent.parent / RAY_DIR
     storage = storage.resolve()
     connected_here = not ray.is_initialized()
     if connected_here:
@@ -128,14 +128,14 @@ def run_groups(
             ) from None
     try:
         experiment = f"groups-{datetime.now():%Y%m%d-%H%M%S}"
-        dirnames = [f"{i:03d}-{trial_dirname(label)}" for i, (label, _) in enumerate(groups)]
+        dirnames = [f"{i:03d}-{trial_dirname(label)}" for i, (label, _) in enumerate(absolute)]
         trainable = tune.with_resources(
-            tune.with_parameters(_trial, groups=groups, env=env),
+            tune.with_parameters(group_trial, groups=absolute, env=env),
             {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
         )
         tuner = tune.Tuner(
             trainable,
-            param_space={"group": tune.grid_search(list(range(len(groups))))},
+            param_space={"group": tune.grid_search(list(range(len(absolute))))},
             tune_config=tune.TuneConfig(
                 trial_dirname_creator=lambda trial: dirnames[trial.config["group"]]
             ),
@@ -150,7 +150,7 @@ def run_groups(
     finally:
         if connected_here:
             ray.shutdown()
-    _check_results(groups, dirnames, results, storage / experiment)
+    _check_results(absolute, dirnames, results, storage / experiment)
 
 
 def worker_env(cpus_per_trial: float) -> dict[str, str]:
@@ -189,7 +189,7 @@ def trial_dirname(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]+", "-", label).strip("-")[:80] or "group"
 
 
-def _trial(config: dict[str, Any], groups: list[tuple[str, list[Path]]], env: Any) -> None:
+def group_trial(config: dict[str, Any], groups: list[tuple[str, list[Path]]], env: Any) -> None:
     """One group, in a Ray worker: train its run directories to the end (resuming them from
     their checkpoints, if any), then report their final returns to Tune."""
     from ray import tune

@@ -217,13 +217,18 @@ def sweep(
     env_params: str | None = None,
     env_kwargs: str | None = None,
     progress: bool = True,
+    ray: str | None = None,
+    ray_cpus: float = 1.0,
+    ray_gpus: float = 0.0,
     **fixed: Any,
 ) -> SweepResult:
     """Train `algo` on `env` with every setting of the sweep, `seeds` seeds each, and write the
     sweep directory (see the module's docstring). `grid` maps setting names to values (or is a
     list of `name=v1,v2` strings); `random` draws that many settings from `ranges` (name ->
-    (low, high), or `name=low:high` strings); `fixed` overrides apply to every setting. Running
-    it again on the same `out` resumes it."""
+    (low, high), or `name=low:high` strings); `fixed` overrides apply to every setting. With
+    `ray` (an address, or "auto"), the groups run as Ray Tune trials on that Ray cluster, each
+    with `ray_cpus` CPUs and `ray_gpus` GPUs (`bellman.experiment.ray_sweep`). Running it again
+    on the same `out` resumes it."""
     jax_setup.configure()
     start = time.perf_counter()
     info, run_settings, resolved, base = prepare(
@@ -302,20 +307,35 @@ def sweep(
         make_run_dir(
             path / str(run["run_dir"]), info.name, run_settings, configs[i], resolved, plans[i]
         )
+    unfinished = []
     for g, members in enumerate(groups):
         todo = [path / str(runs[i]["run_dir"]) for i in members]
         todo = [p for p in todo if not (p / "summary.json").exists()]
-        if not todo:
-            continue
-        label = f"group {g + 1}/{len(groups)}: {len(todo)} setting(s) x{run_settings.seeds}"
-        try:
-            train_group(todo, label=label, progress=progress, env=env)
-        except Interrupted as exc:
-            raise Interrupted(
-                f"stopped by {exc.signame}; the sweep is saved: continue it with the same "
-                f"command (its directory is {path})",
-                exc.signum,
-            ) from None
+        if todo:
+            label = f"group {g + 1}/{len(groups)}: {len(todo)} setting(s) x{run_settings.seeds}"
+            unfinished.append((label, todo))
+    try:
+        if ray is not None:
+            from bellman.experiment import ray_sweep  # (it imports this module)
+
+            ray_sweep.run_groups(
+                unfinished,
+                ray,
+                cpus_per_trial=ray_cpus,
+                gpus_per_trial=ray_gpus,
+                progress=progress,
+                env=env,
+                ray_dir=path / ray_sweep.RAY_DIR,
+            )
+        else:
+            for label, todo in unfinished:
+                train_group(todo, label=label, progress=progress, env=env)
+    except Interrupted as exc:
+        raise Interrupted(
+            f"stopped by {exc.signame}; the sweep is saved: continue it with the same "
+            f"command (its directory is {path})",
+            exc.signum,
+        ) from None
 
     rows, curves = table(path, runs, run_settings.seeds)
     wall_s = time.perf_counter() - start
