@@ -9,7 +9,7 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 140 CLI cases (train for every algorithm family, eval, solve, list, resume flags), run
+- 165 CLI cases (train for every algorithm family, sweep, eval, solve, list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
 - 42 Python API cases (`bellman.train`, `resume`, `load`, `evaluate`).
@@ -206,6 +206,32 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("solve FrozenLake-v1 --method exact-evaluation --iterations 3", "exact-evaluation solves a linear system: it has no iterations", 2),
     ("solve FrozenLake-v1 --in-place", "in-place sweeps apply to policy-evaluation only", 2),
     ("solve CartPole-v1", "'CartPole-v1' is not a finite MDP", 2),
+    # sweep: grids, ranges, search and Ray flags (refused before the sweep directory exists)
+    ("sweep ppo --env CartPole-v1 --out {out}", "a sweep needs settings: --grid name=v1,v2,... or --random N", 2),
+    ("sweep ppo --grid learning_rate=1e-3 --out {out}", "the --env flag is required", 2),
+    ("sweep ppx --env CartPole-v1 --grid learning_rate=1e-3", "unknown algorithm 'ppx' (did you mean: ppo", 2),
+    ("sweep ppo --env CartPole-v1 --grid learnin_rate=1e-3,1e-4 --out {out}", "the algorithm has no setting 'learnin_rate' (did you mean: learning_rate", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate --out {out}", "--grid 'learning_rate' must be name=v1,v2,...", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate= --out {out}", "--grid learning_rate= has no values", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate=1e-3 --grid learning_rate=1e-4 --out {out}", "--grid names learning_rate twice", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate=-1,1e-3 --out {out}", "setting learning_rate=-1: learning_rate must be", 2),
+    ("sweep ppo --env CartPole-v1 --grid num_envs=4,0 --out {out}", "setting num_envs=0: num_envs must be at least 1", 2),
+    ("sweep ppo --env CartPole-v1 --range learning_rate=1e-4:1e-3 --out {out}", "--range needs --random N", 2),
+    ("sweep ppo --env CartPole-v1 --random 4 --out {out}", "--random N draws settings from ranges: give --range name=low:high", 2),
+    ("sweep ppo --env CartPole-v1 --random 0 --range learning_rate=1e-4:1e-3 --out {out}", "random must be", 2),
+    ("sweep ppo --env CartPole-v1 --random 2 --range learning_rate=1e-3:1e-4 --out {out}", "low must be below high", 2),
+    ("sweep ppo --env CartPole-v1 --random 2 --range learning_rate=1e-3 --out {out}", "--range learning_rate=1e-3 must be name=low:high", 2),
+    ("sweep ppo --env CartPole-v1 --random 2 --range activation=1:2 --out {out}", "only numeric settings have ranges", 2),
+    ("sweep ppo --env CartPole-v1 --random 2 --range learning_rate=1e-4:1e-3 --grid learning_rate=1e-3 --out {out}", "learning_rate is both in --grid and in --range", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate=1e-3 --trials 5 --out {out}", "--trials apply to --search optuna", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --range learning_rate=1e-4:1e-3 --out {out}", "--search needs --trials N", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --trials 0 --range learning_rate=1e-4:1e-3 --out {out}", "trials must be", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --trials 3 --out {out}", "--search needs settings to search", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --trials 3 --range learning_rate=1e-4:1e-3 --evals 0 --out {out}", "--search prunes trials from evaluations during training: --evals > 0", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --trials 3 --random 2 --range learning_rate=1e-4:1e-3 --out {out}", "--random draws settings at random; --search chooses them", 2),
+    ("sweep ppo --env CartPole-v1 --grid learning_rate=1e-3 --ray-cpus 2 --out {out}", "--ray-cpus and --ray-gpus apply to --ray ADDRESS", 2),
+    ("sweep ppo --env CartPole-v1 --search optuna --trials 3 --range learning_rate=1e-4:1e-3 --ray auto --out {out}", "--ray runs a grid or random sweep's groups", 2),
+    ("sweep dqn --env CartPole-v1 --grid buffer_size=1000,1000000000 --out {out}", "the replay memory would take", 2),
     # list, and no command
     ("list everything", "invalid choice: 'everything'", 2),
     ("frobnicate", "invalid choice: 'frobnicate'", 2),
