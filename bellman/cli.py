@@ -261,10 +261,14 @@ def info_presets(info: algos.AlgoInfo) -> dict[str, dict[str, Any]]:
     return {name: dict(fields) for name, fields in info.presets.items()}
 
 
-def run_helps(info: algos.AlgoInfo, presets: dict[str, dict[str, Any]]) -> dict[str, str]:
+def run_helps(
+    info: algos.AlgoInfo,
+    presets: dict[str, dict[str, Any]],
+    required: str = "Required (unless --resume or --config gives it).",
+) -> dict[str, str]:
     """Help texts of run settings that depend on the algorithm."""
     env_doc = cfg.field_docs(RunSettings)["env"]
-    helps = {"env": f"Required (unless --resume or --config gives it). {env_doc}"}
+    helps = {"env": f"{required} {env_doc}"}
     if presets:
         helps["preset"] = (
             f"A named set of {info.name}'s settings, applied before the flags given: one of "
@@ -439,7 +443,8 @@ def add_sweep_parser(commands: Any) -> None:
             help="GPUs per group with --ray (default: 0; give 1 on GPU nodes)",
         )
         presets = info_presets(info)
-        add_dataclass_flags(sub, RunSettings, title="run", helps=run_helps(info, presets))
+        helps = run_helps(info, presets, required="Required.")
+        add_dataclass_flags(sub, RunSettings, title="run", helps=helps)
         sub.add_argument(
             "--out",
             metavar="DIR",

@@ -204,6 +204,14 @@ def test_diverged_runs_are_left_out(tmp_path: Path) -> None:
     assert c.methods == ["lr=0.001"]
 
 
+def test_pruned_trials_are_left_out_as_pruned(tmp_path: Path) -> None:
+    runs = [run_dir(tmp_path / "a", "ppo", "CartPole-v1", PPO)]
+    runs.append(run_dir(tmp_path / "b", "ppo", "CartPole-v1", [None] * 3, pruned_at_step=20_480))
+    with pytest.warns(BellmanWarning, match="a search pruned it at step 20,480"):
+        c = compare.compare(runs, labels=["kept", "pruned"], reps=10)
+    assert c.methods == ["kept"]
+
+
 def test_unequal_seeds_over_envs_use_the_first(tmp_path: Path) -> None:
     runs = [
         run_dir(tmp_path / "ppo-cp", "ppo", "CartPole-v1", PPO),

@@ -318,6 +318,12 @@ def test_optuna_search_prunes_and_tells(tmp_path: Path) -> None:
         summary = json.loads((result.path / row["run_dir"] / "summary.json").read_text())
         assert 2_000 <= summary["pruned_at_step"] < 8_192
     assert result.best_value == max(r["mean"] for r in result.rows if r["state"] == "complete")
+    # bellman compare reads the search's trials (the pruned ones left out, with a warning)
+    from bellman.experiment import compare
+
+    with pytest.warns(bellman.BellmanWarning, match="pruned it at step"):
+        compared = compare.compare([result.path], reps=10)
+    assert len(compared.methods) == result.trials["complete"]
     # the same command continues the study: nothing left to do
     again = search("ppo", "CartPole-v1", **kwargs)
     np.testing.assert_array_equal([r["mean"] for r in again.rows], [r["mean"] for r in result.rows])

@@ -173,7 +173,12 @@ def _finished(
             "final_return_per_seed)"
         )
     if summary.get("diverged") or not all(r is not None and math.isfinite(r) for r in returns):
-        why = summary.get("diverged") or "a seed's final return is not a number"
+        pruned = summary.get("pruned_at_step")
+        why = (
+            summary.get("diverged")
+            or (f"a search pruned it at step {pruned:,}" if isinstance(pruned, int) else None)
+            or "a seed's final return is not a number"
+        )
         warnings.warn(f"left out {path}: {why}", BellmanWarning, stacklevel=3)
         return []
     env, options = summary["env"], _env_options(path)

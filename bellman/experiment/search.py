@@ -254,6 +254,8 @@ def search(
         train(asked)
 
     runs = _runs(path)
+    record = json.loads((path / SWEEP).read_text())  # the trials every process ran, for
+    write_json(path / SWEEP, {**record, "runs": runs})  # bellman compare and the table
     rows, curves = table(path, runs, run_settings.seeds)
     states = {t.number: t.state.name.lower() for t in the_study.get_trials(deepcopy=False)}
     for row, run in zip(rows, runs, strict=True):
