@@ -204,6 +204,21 @@ def build_parser() -> Parser:
             help="settings from a JSON or YAML file (flat, or a run's own config.json to rerun "
             "its exact settings); flags given as well override it",
         )
+        sub.add_argument(
+            "--seed-groups",
+            type=int,
+            default=None,
+            metavar="G",
+            help="train the seeds as G groups of SEEDS/G (one after another, or with --ray on "
+            "a Ray cluster's nodes) and merge them into one run directory (compiled backend)",
+        )
+        sub.add_argument(
+            "--ray",
+            default=None,
+            metavar="ADDRESS",
+            help="with --seed-groups: train the groups as Ray Tune trials on the Ray cluster at "
+            "ADDRESS (auto: the one `ray start` started here); needs bellman[ray]",
+        )
         add_dataclass_flags(
             sub,
             info.module.Config,
@@ -655,6 +670,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         line_interval()  # a bad BELLMAN_PROGRESS_INTERVAL is named before the run starts
     if args.trust_env and not args.resume:
         raise UsageError("--trust-env applies to --resume (a new run trusts the env it is given)")
+    if args.resume and (args.seed_groups is not None or args.ray is not None):
+        raise UsageError(
+            "--seed-groups trains a new run; to continue a merged one: --resume RUN_DIR alone"
+        )
     if args.resume:
         steps = given.pop("steps", None)
         if given or args.out or args.config:
@@ -680,6 +699,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = {k: v for k, v in given.items() if k in setting_names}
         overrides = {k: v for k, v in given.items() if k in config_names}
         env = settings.pop("env")
+        if args.seed_groups is not None:
+            from bellman.experiment import seedgroups
+
+            seeds = settings.pop("seeds", None) or 1
+            summary = seedgroups.train_split(
+                info.name,
+                env,
+                seeds=seeds,
+                groups=args.seed_groups,
+                ray=args.ray,
+                out=args.out,
+                progress=progress,
+                **settings,
+                **overrides,
+            )
+            if args.json:
+                print(json.dumps(summary))
+                return 0
+            if progress:
+                print_result(summary)
+            print(summary["run_dir"])
+            return 0
+        if args.ray is not None:
+            raise UsageError("--ray applies to --seed-groups G (or to bellman sweep)")
         run = training.train(
             info.name, env, out=args.out, progress=progress, **settings, **overrides
         )

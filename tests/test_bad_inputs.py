@@ -9,7 +9,8 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 165 CLI cases (train for every algorithm family, sweep, eval, solve, list, resume flags), run
+- 170 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, list, resume
+  flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
 - 42 Python API cases (`bellman.train`, `resume`, `load`, `evaluate`).
@@ -232,6 +233,12 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("sweep ppo --env CartPole-v1 --grid learning_rate=1e-3 --ray-cpus 2 --out {out}", "--ray-cpus and --ray-gpus apply to --ray ADDRESS", 2),
     ("sweep ppo --env CartPole-v1 --search optuna --trials 3 --range learning_rate=1e-4:1e-3 --ray auto --out {out}", "--ray runs a grid or random sweep's groups", 2),
     ("sweep dqn --env CartPole-v1 --grid buffer_size=1000,1000000000 --out {out}", "the replay memory would take", 2),
+    # a run's seeds in groups (--seed-groups), and a share of a run's seeds (--first-seed)
+    ("train ppo --env CartPole-v1 --seeds 4 --seed-groups 3", "seed_groups (3) must divide seeds (4)", 2),
+    ("train ppo --env CartPole-v1 --ray auto", "--ray applies to --seed-groups G", 2),
+    ("train q-learning --resume {finished} --seed-groups 2", "--seed-groups trains a new run", 2),
+    ("train ppo --env CartPole-v1 --first-seed -1", "first_seed must be at least 0, not -1", 2),
+    ("train ppo --env CartPole-v1 --backend gymnasium --first-seed 1", "first_seed applies to the compiled backend", 2),
     # list, and no command
     ("list everything", "invalid choice: 'everything'", 2),
     ("frobnicate", "invalid choice: 'frobnicate'", 2),

@@ -222,3 +222,32 @@ def test_worker_env_and_lock_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             ray_sweep.wait_for_locks([held.path], timeout_s=0.2)
     finally:
         held.unlock()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_seed_groups_on_two_nodes_merge_into_the_whole_run(tmp_path: Path, cluster: Any) -> None:
+    """`bellman train --seeds 4 --seed-groups 2 --ray`: the two halves of the seeds train as Ray
+    trials (one per node), and the merged run directory is the run one process trains."""
+    from bellman.experiment.seedgroups import train_split
+
+    small: dict[str, Any] = dict(
+        steps=4_096, evals=2, eval_episodes=2, progress=False, num_envs=4, num_steps=32,
+        num_minibatches=2,
+    )  # fmt: skip
+    cluster.add_node(**node_args())
+    summary = train_split(
+        "ppo",
+        "CartPole-v1",
+        seeds=4,
+        groups=2,
+        ray=cluster.address,
+        ray_cpus=len(jax.devices()),
+        out=tmp_path / "split",
+        **small,
+    )
+    whole = bellman.train("ppo", "CartPole-v1", seeds=4, out=tmp_path / "whole", **small)
+    assert summary["final_return_per_seed"] == whole.summary["final_return_per_seed"]
+    (experiment,) = (tmp_path / "split" / ray_sweep.RAY_DIR).iterdir()
+    trials = sorted(t.name for t in experiment.iterdir() if (t / "result.json").is_file())
+    assert len(trials) == 2, "a Ray trial per group of seeds"

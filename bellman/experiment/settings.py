@@ -47,7 +47,11 @@ class RunSettings:
     many as fit in memory."""
     seed: int = 0
     """Base random seed, 0 to 4,294,967,295 (JAX's 32-bit seeds); seed i of the run uses
-    fold_in(PRNGKey(seed), i)."""
+    fold_in(PRNGKey(seed), first_seed + i)."""
+    first_seed: int = 0
+    """The number of the run's first seed (compiled backend): a run of seeds first_seed, ...,
+    first_seed + seeds - 1, a share of a larger run's (--seed-groups trains the shares and
+    merges them)."""
     backend: Literal["auto", "compiled", "gymnasium"] = "auto"
     """compiled: env and agent in one XLA program (JAX envs); gymnasium: any gymnasium env;
     auto: compiled whenever the env has a JAX implementation."""
@@ -88,7 +92,8 @@ class RunSettings:
             if getattr(self, name) is not None:
                 cfg.at_least(self, 1, name)
         cfg.at_least(self, 1, "seeds", "eval_episodes")
-        cfg.at_least(self, 0, "seed", "evals")
+        cfg.at_least(self, 0, "seed", "evals", "first_seed")
+        cfg.at_most("first_seed + seeds", self.first_seed + self.seeds, INT32_MAX, STEPS_WHY)
         for name in ("env_params", "env_kwargs"):
             text = getattr(self, name)
             if text is not None:

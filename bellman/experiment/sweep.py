@@ -42,7 +42,13 @@ from bellman.experiment.plots import band
 from bellman.experiment.policy import read_saved
 from bellman.experiment.rundir import RunDir, jsonable, write_json
 from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
-from bellman.experiment.train import Interrupted, Trainer, preset_config, run_record
+from bellman.experiment.train import (
+    Interrupted,
+    Trainer,
+    check_first_seed,
+    preset_config,
+    run_record,
+)
 
 SWEEP = "sweep.json"
 TABLE = "sweep.csv"
@@ -193,6 +199,7 @@ def prepare(
     run_settings = cfg.with_overrides(RunSettings(env=registry.env_label(env)), run)
     run_settings.validate()
     run_settings, resolved = resolve_env(run_settings, run_settings.backend, env)
+    check_first_seed(run_settings, resolved)
     base = cfg.with_overrides(preset_config(info, run_settings.preset, resolved.spec), fixed)
     return info, run_settings, resolved, base
 
@@ -207,6 +214,7 @@ def sweep(
     steps: int | None = None,
     seeds: int = 1,
     seed: int = 0,
+    first_seed: int = 0,
     backend: str = "auto",
     out: str | Path | None = None,
     eval_episodes: int = 20,
@@ -238,6 +246,7 @@ def sweep(
         steps=steps,
         seeds=seeds,
         seed=seed,
+        first_seed=first_seed,
         backend=backend,
         eval_episodes=eval_episodes,
         evals=evals,

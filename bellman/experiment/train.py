@@ -112,9 +112,10 @@ def default_run_dir(algo: str, env: str) -> Path:
     return Path("runs") / f"{algo}-{safe_env}-{stamp}"
 
 
-def eval_keys(seed: int, seeds: int, update: int) -> jax.Array:
+def eval_keys(seed: int, seeds: int, update: int, first: int = 0) -> jax.Array:
     """Keys of a greedy evaluation after `update` updates, independent of training's keys."""
-    return jax.vmap(lambda k: jax.random.fold_in(k, 1_000_003 + update))(seed_keys(seed, seeds))
+    keys = seed_keys(seed, seeds, first)
+    return jax.vmap(lambda k: jax.random.fold_in(k, 1_000_003 + update))(keys)
 
 
 class _StopRequest:
@@ -206,7 +207,7 @@ class Trainer:
         assert env is not None
         compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
         common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
-        self.runner = compiled(self.info.module, configs, env, *common)
+        self.runner = compiled(self.info.module, configs, env, *common, s.first_seed)
         self.evaluator = JaxEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
 
     # ----- the members of each setting -----
@@ -258,7 +259,8 @@ class Trainer:
         """Greedy returns `[members, eval_episodes]`."""
         s = self.settings
         if self.evaluator is not None:
-            keys = jnp.tile(eval_keys(s.seed, s.seeds, update), (len(self.slots), 1))
+            keys = eval_keys(s.seed, s.seeds, update, s.first_seed)
+            keys = jnp.tile(keys, (len(self.slots), 1))
             returns, _ = self.evaluator(algo_state, keys)
             return returns
         assert self.env.make_gym is not None
@@ -664,6 +666,16 @@ def run_record(algo: str, settings: RunSettings, config: Any, resolved: Any, pla
     }
 
 
+def check_first_seed(settings: RunSettings, resolved: registry.ResolvedEnv) -> None:
+    """A share of a run's seeds (first_seed > 0) needs the compiled backend, whose keys are a
+    function of the seed's number."""
+    if settings.first_seed and resolved.backend != "compiled":
+        raise ConfigError(
+            f"first_seed applies to the compiled backend, and {settings.env} runs on "
+            f"{resolved.backend}"
+        )
+
+
 def preset_config(info: algos.AlgoInfo, preset: str | None, spec: Any) -> Any:
     """The algorithm's default config with a named preset applied: `preset`, or the one the
     algorithm picks for the env (`preset_for`, e.g. Atari's for stacked pixel frames)."""
@@ -687,6 +699,7 @@ def train(
     steps: int | None = None,
     seeds: int = 1,
     seed: int = 0,
+    first_seed: int = 0,
     backend: str = "auto",
     out: str | Path | None = None,
     eval_episodes: int = 20,
@@ -721,6 +734,7 @@ def train(
             "steps": steps,
             "seeds": seeds,
             "seed": seed,
+            "first_seed": first_seed,
             "backend": backend,
             "eval_episodes": eval_episodes,
             "evals": evals,
@@ -733,6 +747,7 @@ def train(
     )
     settings.validate()
     settings, resolved = resolve_env(settings, settings.backend, env)
+    check_first_seed(settings, resolved)
     algo_config = cfg.with_overrides(
         info.check_config(config)
         if config is not None

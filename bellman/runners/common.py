@@ -43,10 +43,11 @@ def env_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
     return space.clip(action) if isinstance(space, Box) and space.bounded else action
 
 
-def seed_keys(seed: int, seeds: int) -> jax.Array:
-    """`[seeds, 2]` independent PRNG keys: seed i gets fold_in(PRNGKey(seed), i)."""
+def seed_keys(seed: int, seeds: int, first: int = 0) -> jax.Array:
+    """`[seeds, 2]` independent PRNG keys: seed i gets fold_in(PRNGKey(seed), first + i) (a run
+    whose seeds are a share of a larger run's starts at `first`)."""
     base = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(seeds))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + seeds))
 
 
 def over_seeds(fn: Callable[..., Any], seeds: int, in_axes: tuple[int | None, ...]) -> Any:

@@ -108,8 +108,10 @@ class CompiledRunner:
         seed: int,
         total_updates: int,
         chunk_updates: int,
+        first_seed: int = 0,
     ):
         self.family, self.algo, self.spec = family, algo, env.spec
+        self.first_seed = first_seed
         self.config = cfg.static_part(configs[0])
         """What every member shares (the traced settings blanked)."""
         if any(cfg.static_part(c) != self.config for c in configs):
@@ -152,7 +154,7 @@ class CompiledRunner:
         return int(self.config.num_envs * self.config.num_steps)
 
     def _keys(self) -> jax.Array:
-        keys = jnp.tile(seed_keys(self.seed, self.seeds), (self.settings, 1))
+        keys = jnp.tile(seed_keys(self.seed, self.seeds, self.first_seed), (self.settings, 1))
         return jax.device_put(keys, self.sharding)
 
     def init_state(self) -> Any:

@@ -271,9 +271,18 @@ def CompiledOffPolicy(
     seed: int,
     total_updates: int,
     chunk_updates: int,
+    first_seed: int = 0,
 ) -> CompiledRunner:
     """The compiled runner of the off-policy loop, for `seeds` seeds of each config (configs that
     differ only in traced settings)."""
     return CompiledRunner(
-        sys.modules[__name__], algo, configs, env, seeds, seed, total_updates, chunk_updates
+        sys.modules[__name__],
+        algo,
+        configs,
+        env,
+        seeds,
+        seed,
+        total_updates,
+        chunk_updates,
+        first_seed,
     )

@@ -115,9 +115,18 @@ def CompiledOnPolicy(
     seed: int,
     total_updates: int,
     chunk_updates: int,
+    first_seed: int = 0,
 ) -> CompiledRunner:
     """The compiled runner of the on-policy loop, for `seeds` seeds of each config (configs that
     differ only in traced settings)."""
     return CompiledRunner(
-        sys.modules[__name__], algo, configs, env, seeds, seed, total_updates, chunk_updates
+        sys.modules[__name__],
+        algo,
+        configs,
+        env,
+        seeds,
+        seed,
+        total_updates,
+        chunk_updates,
+        first_seed,
     )
