@@ -44,6 +44,7 @@ from bellman.experiment.sweep import (
     grid_of,
     group_settings,
     make_run_dir,
+    open_sweep,
     prepare,
     ranges_of,
     table,
@@ -176,7 +177,7 @@ def search(
             "study": study_name,
         },
     }
-    _open(path, request)
+    open_sweep(path, request, None)
     budget = run_settings.steps or info.module.DEFAULT_STEPS
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
@@ -304,31 +305,6 @@ def _tell(optuna: Any, study: Any, trial: Any, summary: dict[str, Any]) -> None:
         study.tell(trial, state=states.FAIL)
     else:
         study.tell(trial, summary["final_return_mean"])
-
-
-def _open(path: Path, request: dict[str, Any]) -> None:
-    """Create the search's directory, or check that an existing one searches the same."""
-    record = path / SWEEP
-    if record.exists():
-        try:
-            saved = json.loads(record.read_text())
-        except (OSError, ValueError):
-            raise RunDirError(f"{record} is unreadable or not valid JSON") from None
-        if json.loads(json.dumps(saved.get("request"), default=str)) != json.loads(
-            json.dumps(request, default=str)
-        ):
-            raise RunDirError(
-                f"{path} holds another sweep or search; choose another --out, or repeat its "
-                "command to continue it"
-            )
-        return
-    if path.exists() and any(path.iterdir()):
-        raise RunDirError(f"{path} already exists and is not a sweep; choose another --out")
-    try:
-        (path / "runs").mkdir(parents=True, exist_ok=True)
-        write_json(record, {"request": request, "runs": []})
-    except OSError as exc:
-        raise RunDirError(f"cannot create sweep directory {path}: {exc.strerror}") from None
 
 
 def _runs(path: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ parts that have not finished (from their checkpoints) and merges again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
 from bellman.experiment.policy import read_saved
-from bellman.experiment.rundir import CURVE, RunDir, jsonable
+from bellman.experiment.rundir import CURVE, RunDir
 from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
-from bellman.experiment.sweep import make_run_dir, prepare, train_group
+from bellman.experiment.sweep import make_run_dir, prepare, read_back, run_groups
 from bellman.experiment.train import default_run_dir, run_record
 
 PARTS = "parts"
@@ -89,7 +88,7 @@ def train_split(
     if (path / "config.json").exists():
         saved = RunDir.open(path).config
         if {k: saved.get(k) for k in ("algo", "settings", "config", "seed_groups")} != {
-            k: _json(record[k]) for k in ("algo", "settings", "config", "seed_groups")
+            k: read_back(record[k]) for k in ("algo", "settings", "config", "seed_groups")
         }:
             raise RunDirError(
                 f"{path} holds another run; choose another --out, or repeat its command to "
@@ -108,27 +107,8 @@ def train_split(
         for g, p in enumerate(parts)
         if not (p / "summary.json").exists()
     ]
-    if ray is not None:
-        from bellman.experiment import ray_sweep
-
-        ray_sweep.run_groups(
-            todo,
-            ray,
-            cpus_per_trial=ray_cpus,
-            gpus_per_trial=ray_gpus,
-            progress=progress,
-            env=env,
-            ray_dir=path / ray_sweep.RAY_DIR,
-        )
-    else:
-        for label, paths in todo:
-            train_group(paths, label=label, progress=progress, env=env)
+    run_groups(todo, path, ray, ray_cpus, ray_gpus, progress, env)
     return merge(path, parts, env)
-
-
-def _json(value: Any) -> Any:
-    """`value` as it reads back from a JSON file."""
-    return json.loads(json.dumps(jsonable(value)))
 
 
 def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -310,7 +310,7 @@ def sweep(
         {"label": p.label, "values": p.values, "run_dir": f"runs/{p.dirname}", "group": group_of[i]}
         for i, p in enumerate(points)
     ]
-    _open_sweep(path, request, runs)
+    open_sweep(path, request, runs)
 
     for i, run in enumerate(runs):
         make_run_dir(
@@ -324,21 +324,7 @@ def sweep(
             label = f"group {g + 1}/{len(groups)}: {len(todo)} setting(s) x{run_settings.seeds}"
             unfinished.append((label, todo))
     try:
-        if ray is not None:
-            from bellman.experiment import ray_sweep  # (it imports this module)
-
-            ray_sweep.run_groups(
-                unfinished,
-                ray,
-                cpus_per_trial=ray_cpus,
-                gpus_per_trial=ray_gpus,
-                progress=progress,
-                env=env,
-                ray_dir=path / ray_sweep.RAY_DIR,
-            )
-        else:
-            for label, todo in unfinished:
-                train_group(todo, label=label, progress=progress, env=env)
+        run_groups(unfinished, path, ray, ray_cpus, ray_gpus, progress, env)
     except Interrupted as exc:
         raise Interrupted(
             f"stopped by {exc.signame}; the sweep is saved: continue it with the same "
@@ -363,8 +349,9 @@ def group_settings(configs: Sequence[Any], compiled: bool) -> list[list[int]]:
     return list(groups.values())
 
 
-def _open_sweep(path: Path, request: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-    """Create the sweep directory, or check that an existing one was asked for the same."""
+def open_sweep(path: Path, request: dict[str, Any], runs: list[dict[str, Any]] | None) -> None:
+    """Create the sweep directory, or check that an existing one was asked for the same (and,
+    unless `runs` is None, a search's growing list, planned the same runs)."""
     record = path / SWEEP
     if record.exists():
         try:
@@ -372,7 +359,8 @@ def _open_sweep(path: Path, request: dict[str, Any], runs: list[dict[str, Any]])
         except (OSError, ValueError):
             raise RunDirError(f"{record} is unreadable or not valid JSON") from None
         same = {k: saved.get("request", {}).get(k) for k in request}
-        if _jsonable(same) != _jsonable(request) or _jsonable(saved.get("runs")) != _jsonable(runs):
+        planned = runs is None or read_back(saved.get("runs")) == read_back(runs)
+        if read_back(same) != read_back(request) or not planned:
             raise RunDirError(
                 f"{path} holds another sweep (its sweep.json asks for other settings); choose "
                 "another --out, or repeat that sweep's command to resume it"
@@ -382,13 +370,42 @@ def _open_sweep(path: Path, request: dict[str, Any], runs: list[dict[str, Any]])
         raise RunDirError(f"{path} already exists and is not a sweep; choose another --out")
     try:
         (path / "runs").mkdir(parents=True, exist_ok=True)
-        write_json(record, {"request": request, "runs": runs})
+        write_json(record, {"request": request, "runs": runs or []})
     except OSError as exc:
         raise RunDirError(f"cannot create sweep directory {path}: {exc.strerror}") from None
 
 
-def _jsonable(value: Any) -> Any:
+def read_back(value: Any) -> Any:
+    """`value` as it reads back from a JSON file (tuples as lists, ...)."""
     return json.loads(json.dumps(jsonable(value)))
+
+
+def run_groups(
+    groups: list[tuple[str, list[Path]]],
+    path: Path,
+    ray: str | None,
+    ray_cpus: float,
+    ray_gpus: float,
+    progress: bool,
+    env: Any,
+) -> None:
+    """Train each (label, run directories) group (`train_group`): one after another here, or
+    as Ray Tune trials on the cluster at `ray`, writing Ray's files under `path`."""
+    if ray is None:
+        for label, paths in groups:
+            train_group(paths, label=label, progress=progress, env=env)
+        return
+    from bellman.experiment import ray_sweep  # (it imports this module)
+
+    ray_sweep.run_groups(
+        groups,
+        ray,
+        cpus_per_trial=ray_cpus,
+        gpus_per_trial=ray_gpus,
+        progress=progress,
+        env=env,
+        ray_dir=path / ray_sweep.RAY_DIR,
+    )
 
 
 def make_run_dir(
