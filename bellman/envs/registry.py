@@ -27,7 +27,17 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from bellman.envs import atari, discretize, finite, guard, options, probes, protocol, roboparking
+from bellman.envs import (
+    atari,
+    discretize,
+    finite,
+    games,
+    guard,
+    options,
+    probes,
+    protocol,
+    roboparking,
+)
 from bellman.envs.core import JaxEnv
 from bellman.envs.gymnasium_env import EnvFactory, prepare, spec_of
 from bellman.envs.gymnax_env import GYMNAX_IDS, GymnaxEnv
@@ -56,6 +66,10 @@ def _jumanji(env_id: str) -> Callable[..., JaxEnv]:
     return lambda **kwargs: JumanjiEnv(env_id, **kwargs)
 
 
+def _game(game_id: str) -> Callable[[], JaxEnv]:
+    return lambda: games.GameEnv(game_id)
+
+
 JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     **{env_id: _gymnax(env_id) for env_id in GYMNAX_IDS},
     **{JUMANJI + env_id: _jumanji(env_id) for env_id in JUMANJI_IDS},
@@ -64,6 +78,7 @@ JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     **{env_id: _toy_text(env_id) for env_id in finite.TOY_TEXT},
     "RoboParking-v0": roboparking.RoboParking,
     "PendulumDiscrete-v1": discretize.pendulum_discrete,
+    **{game_id: _game(game_id) for game_id in games.GAMES},
 }
 
 TWINS: dict[str, str] = {
@@ -393,8 +408,9 @@ def _make_with(factory: EnvFactory, kwargs: dict[str, Any], **more: Any) -> gym.
 
 
 def list_envs() -> dict[str, list[str]]:
-    """Env ids per backend, for `bellman list envs`."""
-    return {"compiled": sorted(JAX_ENVS), "gymnasium": gymnasium_ids()}
+    """Env ids per backend, for `bellman list envs`; the two-player games apart."""
+    single = sorted(env_id for env_id in JAX_ENVS if env_id not in games.GAMES)
+    return {"compiled": single, "games": list(games.GAMES), "gymnasium": gymnasium_ids()}
 
 
 def render_kwargs() -> dict[str, Any]:
