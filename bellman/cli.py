@@ -265,6 +265,32 @@ def build_parser() -> Parser:
 
     add_solve_parser(commands)
     add_compare_parser(commands)
+    add_arena_parser(commands)
+
+    pl = commands.add_parser(
+        "play",
+        help="play a board game against a trained agent in the terminal",
+        description="Play against the agent of a self-play run (alphazero) on tic_tac_toe, "
+        "connect_four, othello or go_9x9: the board is drawn in text, you type your moves "
+        "(a cell 1-9, a column 1-7, a point such as D4, or pass).",
+    )
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    side = pl.add_mutually_exclusive_group()
+    side.add_argument(
+        "--first",
+        dest="first",
+        action="store_true",
+        default=True,
+        help="you move first (the default)",
+    )
+    side.add_argument("--second", dest="first", action="store_false", help="the agent moves first")
+    pl.add_argument(
+        "--simulations",
+        type=int,
+        default=None,
+        help="simulations of the agent's search (default: the run's eval_simulations)",
+    )
+    pl.add_argument("--seed-index", type=int, default=0, help="which seed of the run plays")
 
     ls = commands.add_parser("list", help="list algorithms or environments")
     ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
@@ -596,6 +622,43 @@ def print_sweep(result: Any) -> None:
     console.print(table)
 
 
+def add_arena_parser(commands: Any) -> None:
+    ar = commands.add_parser(
+        "arena",
+        help="two players of a board game against each other, or a run's Elo ladder",
+        description="Play A against B (run directories of self-play runs, or built-in players: "
+        "random, minimax (tic-tac-toe), alphabeta[:DEPTH] (Connect Four), mcts[:SIMULATIONS] "
+        "(pure MCTS with random rollouts)) for --games games side by side, colours alternated, "
+        "and report A's wins, draws and losses with 95%% intervals. With --ladder, rate a run's "
+        "networks at every checkpoint (RUN_DIR/snapshots) and the random player on one Elo "
+        "scale.",
+    )
+    ar.add_argument("a", metavar="A", help="a run directory or a built-in player")
+    ar.add_argument("b", metavar="B", nargs="?", default=None, help="the other player")
+    ar.add_argument("--games", type=int, default=100, help="games to play (default: 100)")
+    ar.add_argument(
+        "--env",
+        default=None,
+        help="the game, when both players are built-in (default: the runs' game)",
+    )
+    ar.add_argument(
+        "--simulations",
+        type=int,
+        default=None,
+        help="simulations of a run's search (default: the run's eval_simulations)",
+    )
+    ar.add_argument(
+        "--seed-index", type=int, default=0, help="which seed of a run plays (default: 0)"
+    )
+    ar.add_argument("--seed", type=int, default=0, help="random seed of the games (default: 0)")
+    ar.add_argument(
+        "--ladder",
+        action="store_true",
+        help="A is a run directory: the Elo ladder of its snapshots (no B)",
+    )
+    ar.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def add_compare_parser(commands: Any) -> None:
     from bellman import stats
     from bellman.experiment import compare
@@ -883,6 +946,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_arena(args: argparse.Namespace) -> int:
+    from bellman.experiment import arena
+
+    if args.ladder:
+        if args.b is not None:
+            raise UsageError("--ladder rates one run's snapshots: give one run directory")
+        result = arena.ladder(args.a, args.games, args.seed, args.seed_index)
+        print(json.dumps(result) if args.json else arena.ladder_report(result))
+        return 0
+    if args.b is None:
+        raise UsageError("give two players, A and B (or --ladder with one run directory)")
+    if args.simulations is not None:
+        cfg.check_int("simulations", args.simulations, 1, 100_000, "a search's simulations")
+    result = arena.arena(
+        args.a,
+        args.b,
+        args.games,
+        env=args.env,
+        seed=args.seed,
+        seed_index=args.seed_index,
+        simulations=args.simulations,
+    )
+    print(json.dumps(result) if args.json else arena.report(result))
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from bellman.experiment import play
+
+    if args.simulations is not None:
+        cfg.check_int("simulations", args.simulations, 1, 100_000, "a search's simulations")
+    play.play(args.run_dir, args.first, args.seed_index, args.simulations)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bellman.envs import list_envs
 
@@ -894,6 +992,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         envs = list_envs()
         print("environments, compiled backend (JAX; trained in one XLA program):")
         for env_id in envs["compiled"]:
+            print(f"  {env_id}")
+        print("two-player games, compiled backend (pgx; alphazero, bellman arena, bellman play):")
+        for env_id in envs["games"]:
             print(f"  {env_id}")
         print("environments, gymnasium backend (any registered id, or module:Class):")
         for env_id in envs["gymnasium"]:
@@ -951,6 +1052,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "eval": cmd_eval,
                 "solve": cmd_solve,
                 "compare": cmd_compare,
+                "arena": cmd_arena,
+                "play": cmd_play,
                 "list": cmd_list,
             }
             handler = handlers[args.command]

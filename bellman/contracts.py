@@ -8,6 +8,8 @@ and the registry entry (`AlgoInfo`).
   Expected SARSA, TD(0);
 - off_policy, `OffPolicyAlgorithm`: act -> store -> sample -> learn (`runners.offpolicy`,
   `runners.offpolicy_host`), its config a `ReplayLoop`: DQN, DDPG/TD3, SAC;
+- self_play, `SelfPlayAlgorithm`: search -> play -> store finished games -> learn
+  (`runners.selfplay`) on two-player games: AlphaZero;
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -195,6 +197,39 @@ class OffPolicyAlgorithm(Algorithm, Protocol):
 
 
 @runtime_checkable
+class SelfPlayAlgorithm(Algorithm, Protocol):
+    """Self-play with tree search on a two-player game (`runners.selfplay`): AlphaZero."""
+
+    @property
+    def Batch(self) -> type[Any]:
+        """Positions with their targets: fields obs, legal, policy, value."""
+        ...
+
+    def check_game(self, env: Any) -> None:
+        """Raise EnvError unless `env` is a game the algorithm plays."""
+        ...
+
+    def act(
+        self,
+        config: Any,
+        game: Any,
+        state: Any,
+        states: Any,
+        key: jax.Array,
+        explore: bool,
+        move_number: jax.Array | None = ...,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Moves in the game positions `states` `[B]` and the search's policy targets."""
+        ...
+
+    def learn(
+        self, config: Any, spec: EnvSpec, state: Any, batch: Any
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """One gradient step on a batch of positions: the new state and metrics."""
+        ...
+
+
+@runtime_checkable
 class PlanningAlgorithm(Protocol):
     """Exact planning on a finite MDP (`bellman.algos.dp`), run by `bellman solve`."""
 
@@ -227,12 +262,13 @@ class PlanningAlgorithm(Protocol):
         ...
 
 
-Family = Literal["on_policy", "tabular", "off_policy"]
+Family = Literal["on_policy", "tabular", "off_policy", "self_play"]
 
 PROTOCOLS: dict[Family, type] = {
     "on_policy": OnPolicyAlgorithm,
     "tabular": TabularAlgorithm,
     "off_policy": OffPolicyAlgorithm,
+    "self_play": SelfPlayAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -337,7 +373,7 @@ class AlgoInfo:
     """The algorithm; it satisfies `PROTOCOLS[family]`."""
     family: Family
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
-    for `on_policy` and `tabular`."""
+    for `on_policy` and `tabular`, the self-play one for `self_play`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

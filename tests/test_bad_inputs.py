@@ -503,8 +503,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sarsa": {"epsilon_decay_steps": 1000},
     "expected-sarsa": {"alpha": 1.0},
     "td0": {"gamma": 0.0},
+    "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
 }
-ENVS = {"ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1"}
+ENVS = {
+    "ddpg": "Pendulum-v1",
+    "td3": "Pendulum-v1",
+    "sac": "Pendulum-v1",
+    "alphazero": "connect_four",
+}
 
 
 @pytest.mark.parametrize("name", sorted(algos.ALGOS))

@@ -58,6 +58,8 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
         assert issubclass(module.Config, ReplayLoop)
         assert module.NOISE is None or isinstance(module.NOISE, ExplorationNoise)
         assert module.epsilon is None or callable(module.epsilon)
+    elif info.family == "self_play":
+        assert {"obs", "legal", "policy", "value"} <= set(module.Batch.__dataclass_fields__)
     else:
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
@@ -74,7 +76,8 @@ def test_the_families_and_their_declared_capabilities() -> None:
         "td3",
         "sac",
     }
-    on_policy = [i for i in algos.ALGOS.values() if i.family != "off_policy"]
+    assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
+    on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None
     assert dqn.epsilon is not None and ddpg.epsilon is None and sac.epsilon is None

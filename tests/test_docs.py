@@ -14,6 +14,7 @@ BELLMAN_ROOTS = {
     "bellman", "ppo", "algos", "runners", "ops", "nets", "envs", "experiment", "distributions",
     "jax_setup", "config", "errors", "rollout", "cli", "dp", "tabular", "mdp",
     "dqn", "buffers", "reinforce", "a2c", "policies", "ddpg", "sac",
+    "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 
@@ -39,7 +40,9 @@ def paths(page: Path) -> list[str]:
 
 
 def resolve(name: str) -> object:
-    candidates = [name, f"bellman.{name}", f"bellman.algos.{name}"]
+    candidates = [name, f"bellman.{name}"]
+    candidates += [f"bellman.{package}.{name}" for package in ("algos", "runners", "envs")]
+    candidates += [f"bellman.experiment.{name}", f"bellman.envs.games.{name}"]
     for dotted in candidates:
         parts = dotted.split(".")
         for cut in range(len(parts), 0, -1):

@@ -7,18 +7,25 @@ gets, settings that follow from the env, a value table to plot.
 
 from __future__ import annotations
 
-from bellman.algos import a2c, ddpg, dqn, ppo, reinforce, sac, tabular
-from bellman.contracts import AlgoInfo, OffPolicyAlgorithm, OnPolicyAlgorithm, TabularAlgorithm
+from bellman.algos import a2c, alphazero, ddpg, dqn, ppo, reinforce, sac, tabular
+from bellman.contracts import (
+    AlgoInfo,
+    OffPolicyAlgorithm,
+    OnPolicyAlgorithm,
+    SelfPlayAlgorithm,
+    TabularAlgorithm,
+)
 from bellman.errors import ConfigError, UnknownNameError, closest
 from bellman.presets import Presets
 
-__all__ = ["ALGOS", "OFF_POLICY", "ON_POLICY", "TABULAR", "AlgoInfo", "get"]
+__all__ = ["ALGOS", "OFF_POLICY", "ON_POLICY", "SELF_PLAY", "TABULAR", "AlgoInfo", "get"]
 
 # The modules of each family, typed by its protocol: the type checker holds every module to its
 # family's contract (and tests/test_contracts.py checks each registered name at run time).
 ON_POLICY: tuple[OnPolicyAlgorithm, ...] = (ppo, a2c, reinforce)
 TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
 OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac)
+SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 
 
 def _tabular(method: str, summary: str) -> AlgoInfo:
@@ -85,6 +92,15 @@ ALGOS: dict[str, AlgoInfo] = {
         "tuned temperature",
         presets=Presets("sac", sac.SACConfig),
         preset_for=sac.preset_for,
+    ),
+    "alphazero": AlgoInfo(
+        "alphazero",
+        alphazero,
+        "self_play",
+        "AlphaZero (Silver et al., 2018): self-play with MCTS (mctx: Gumbel or PUCT) through the "
+        "game's rules, a residual policy-value network",
+        presets=Presets("alphazero", alphazero.AlphaZeroConfig),
+        preset_for=alphazero.preset_for,
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

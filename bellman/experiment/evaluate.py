@@ -24,6 +24,7 @@ from bellman.experiment.policy import Policy, TrainedRun, open_run
 from bellman.experiment.settings import check_evaluation, check_evaluation_request
 from bellman.experiment.train import eval_env_seed, eval_keys
 from bellman.runners.evaluation import DEFAULT_MAX_STEPS, JaxEvaluator, evaluate_gymnasium
+from bellman.runners.selfplay import GameEvaluator
 
 
 def evaluate(
@@ -176,7 +177,11 @@ def evaluate_run(
     if env.backend == "compiled":
         assert env.jax_env is not None
         module, config = trained.info.module, trained.config
-        evaluator = JaxEvaluator(module, [config], env.jax_env, episodes, seeds)
+        evaluator: JaxEvaluator | GameEvaluator
+        if trained.info.family == "self_play":  # games against the run's eval_opponent
+            evaluator = GameEvaluator(module, [config], env.jax_env, episodes, seeds)  # type: ignore[arg-type]
+        else:
+            evaluator = JaxEvaluator(module, [config], env.jax_env, episodes, seeds)
         returns, lengths = evaluator(trained.algo_state, eval_keys(seed, seeds, 2**30))
     else:
         assert env.make_gym is not None

@@ -42,7 +42,7 @@ import numpy as np
 from bellman import algos, jax_setup, stats
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
-from bellman.envs import registry
+from bellman.envs import games, registry
 from bellman.errors import (
     BellmanError,
     BellmanWarning,
@@ -66,8 +66,12 @@ from bellman.runners.offpolicy import CompiledOffPolicy
 from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
 from bellman.runners.onpolicy_host import HostOnPolicy
+from bellman.runners.selfplay import CompiledSelfPlay, GameEvaluator
 
 KEEP_CHECKPOINTS = 2
+SNAPSHOTS = "snapshots"
+"""A self-play run's folder of its networks at every checkpoint (never pruned): the players of
+`bellman arena RUN_DIR --ladder`."""
 POLICY_PLOT = "policy.png"
 
 
@@ -193,7 +197,7 @@ class Trainer:
         members j S .. j S + S - 1): all of them, until a group drops the settings that stopped
         (`shrink`)."""
         self.runner: Runner
-        self.evaluator: JaxEvaluator | None = None
+        self.evaluator: JaxEvaluator | GameEvaluator | None = None
         if resolved.backend == "compiled":
             self.build(self.configs)
         else:
@@ -205,8 +209,13 @@ class Trainer:
         """The compiled runner and evaluator of `configs` x seeds."""
         s, env = self.settings, self.env.jax_env
         assert env is not None
-        compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
         common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
+        if self.info.family == "self_play":  # a game: evaluated against an opponent
+            assert isinstance(env, games.GameEnv)
+            self.runner = CompiledSelfPlay(self.info.module, configs, env, *common, s.first_seed)
+            self.evaluator = GameEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
+            return
+        compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
         self.runner = compiled(self.info.module, configs, env, *common, s.first_seed)
         self.evaluator = JaxEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
 
@@ -308,6 +317,12 @@ class Trainer:
             path = ckpt.path_for(checkpoints, update)
             ckpt.save(path, self.part(parts, k), {"update": update, "step": step})
             ckpt.prune(checkpoints, KEEP_CHECKPOINTS)
+            if self.info.family == "self_play":  # the network at each checkpoint, all kept
+                params = self.part(self.runner.algo_state(state).params, k)
+                snapshots = self.run_dirs[k].path / SNAPSHOTS
+                snapshots.mkdir(exist_ok=True)
+                meta = {"update": update, "step": step}
+                ckpt.save(ckpt.path_for(snapshots, update), {"params": params}, meta)
         return path
 
     def restore(self) -> tuple[Any, int]:
@@ -676,6 +691,15 @@ def check_first_seed(settings: RunSettings, resolved: registry.ResolvedEnv) -> N
         )
 
 
+def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
+    """A two-player game takes a self-play algorithm, and a self-play algorithm a game."""
+    if info.family == "self_play":
+        if resolved.jax_env is None or not games.is_game(resolved.jax_env):
+            info.module.check_game(resolved.jax_env or resolved)
+    else:
+        games.check_single_agent(info.name, resolved.jax_env)
+
+
 def preset_config(info: algos.AlgoInfo, preset: str | None, spec: Any) -> Any:
     """The algorithm's default config with a named preset applied: `preset`, or the one the
     algorithm picks for the env (`preset_for`, e.g. Atari's for stacked pixel frames)."""
@@ -755,6 +779,7 @@ def train(
         overrides,
     )
     algo_config.validate()
+    check_players(info, resolved)
     info.module.check_env(algo_config, resolved.spec)
     if info.fit_to_env is not None:
         algo_config = info.fit_to_env(algo_config, resolved.spec)

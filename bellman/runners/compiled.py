@@ -45,6 +45,10 @@ class Family(Protocol):
 
     __name__: str
 
+    EPISODE_STATISTICS: bool
+    """The runner wraps the env in `EpisodeStatistics` (False: the family counts episodes
+    itself, as self-play does for its games)."""
+
     def init_state(
         self, algo: Any, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
     ) -> Any: ...
@@ -116,7 +120,7 @@ class CompiledRunner:
         """What every member shares (the traced settings blanked)."""
         if any(cfg.static_part(c) != self.config for c in configs):
             raise ValueError("the configs of one compiled runner differ in a static setting")
-        self.env = EpisodeStatistics(env)
+        self.env = EpisodeStatistics(env) if family.EPISODE_STATISTICS else env
         self.settings, self.seeds, self.seed = len(configs), seeds, seed
         self.members = self.settings * seeds
         self.total_updates, self.chunk_updates = total_updates, chunk_updates

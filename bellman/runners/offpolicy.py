@@ -33,6 +33,9 @@ from bellman.envs.spaces import Discrete, EnvSpec
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
 
+EPISODE_STATISTICS = True
+"""The runner counts episodes with `EpisodeStatistics`."""
+
 
 class RunnerState(struct.PyTreeNode):
     """Everything one seed's training needs to continue exactly."""

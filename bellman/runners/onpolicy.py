@@ -20,6 +20,9 @@ from bellman.rollout import Rollout, first_episode
 from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
 
+EPISODE_STATISTICS = True
+"""The runner counts episodes with `EpisodeStatistics`."""
+
 
 class RunnerState(struct.PyTreeNode):
     """Everything one seed's training needs to continue exactly."""

@@ -1,0 +1,130 @@
+"""AlphaZero on the board games against the reference players; writes RESULTS.md's sections
+alphazero-tictactoe and alphazero-connect-four.
+
+    python benchmarks/alphazero_games.py --game tic_tac_toe [--seeds 2] [--steps 320000]
+    python benchmarks/alphazero_games.py --game connect_four [--steps N]
+
+One `bellman train alphazero --env GAME` command (the game's preset), timed from process start
+to exit (compiling included), then `bellman arena RUN OPPONENT --games 200 --seed-index i` for
+every seed: 100 games as first player and 100 as second. The targets (issue 18):
+tic-tac-toe, a run of at most 10 minutes after which the agent never loses against exact
+minimax; Connect Four, a run of at most 60 minutes that wins at least 90% against pure MCTS
+with 400 random-rollout simulations and 80% against depth-4 alpha-beta.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from run import OUT, ROOT, machine, write_section
+
+OPPONENTS = {"tic_tac_toe": ["minimax", "random"], "connect_four": ["mcts:400", "alphabeta:4"]}
+TARGETS = {
+    "tic_tac_toe": (600, "no loss against minimax in 100 games as first and 100 as second"),
+    "connect_four": (3600, ">= 90% wins against mcts:400 and >= 80% against alphabeta:4"),
+}
+
+
+def arena(run_dir: Path, opponent: str, seed_index: int, games: int) -> dict:
+    cmd = [sys.executable, "-m", "bellman", "arena", str(run_dir), opponent, "--games"]
+    cmd += [str(games), "--seed-index", str(seed_index), "--json"]
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def met(game: str, results: dict[str, dict]) -> bool:
+    if game == "tic_tac_toe":
+        return results["minimax"]["losses"] == 0
+    wins = lambda name: results[name]["wins"] / results[name]["games"]
+    return wins("mcts:400") >= 0.9 and wins("alphabeta:4") >= 0.8
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", choices=sorted(OPPONENTS), default="tic_tac_toe")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=320_000)
+    parser.add_argument("--games", type=int, default=200)
+    parser.add_argument("--evals", type=int, default=10)
+    args = parser.parse_args()
+    meta = machine()
+    out = OUT / f"alphazero-{args.game}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "bellman", "train", "alphazero", "--env", args.game]
+    cmd += ["--seeds", str(args.seeds), "--steps", str(args.steps), "--evals", str(args.evals)]
+    cmd += ["--eval-episodes", "100", "--out", str(out), "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [(r["step"], r["eval_return"]) for r in records if "eval_return" in r]
+    results = [
+        {name: arena(out, name, i, args.games) for name in OPPONENTS[args.game]}
+        for i in range(args.seeds)
+    ]
+    budget, target = TARGETS[args.game]
+    passed = all(met(args.game, r) for r in results) and wall <= budget
+    (OUT / f"alphazero-{args.game}.json").write_text(
+        json.dumps(
+            {"meta": meta, "wall_s": wall, "summary": summary, "curve": curve, "arena": results},
+            indent=1,
+        )
+    )
+    lines = [
+        f"`bellman train alphazero --env {args.game} --seeds {args.seeds} --steps {args.steps}` "
+        f"(the {args.game} preset: {config['num_envs']} games per seed, "
+        f"{config['num_simulations']} simulations of {config['mcts']} search per move in "
+        f"self-play, {config['eval_simulations']} when evaluated; a tower of {config['blocks']} "
+        f"residual blocks of {config['channels']} channels), then `bellman arena RUN OPPONENT "
+        f"--games {args.games} --seed-index i` for each seed (colours alternated).",
+        "",
+        f"- Wall time of the training run, process start to exit (compiling included): "
+        f"**{wall:.0f} s** (budget {budget} s); {summary['steps_per_s']:.0f} moves of self-play "
+        "per second over all seeds.",
+        f"- Target: {target}: **{'met' if passed else 'missed'}**.",
+        "",
+        "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for i, per_seed in enumerate(results):
+        for name, r in per_seed.items():
+            first, second = r["as_first"], r["as_second"]
+            lo, hi = r["score_interval"]
+            lines.append(
+                f"| {i} | {name} | {first['wins']} / {first['draws']} / {first['losses']} | "
+                f"{second['wins']} / {second['draws']} / {second['losses']} | "
+                f"{r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
+            )
+    opponent = config["eval_opponent"]
+    lines += [
+        "",
+        f"Learning curve: the mean outcome (+1 win, 0 draw, -1 loss) of 100 games against "
+        f"{opponent} per seed, during training:",
+        "",
+        "| moves of self-play per seed | "
+        + " | ".join(f"seed {i}" for i in range(args.seeds))
+        + " |",
+        +" | ".join(f"seed {i}" for i in range(args.seeds)) + " |",
+        "|---:|" + "---:|" * args.seeds,
+    ]
+    for step, returns in curve:
+        lines.append(f"| {step:,} | " + " | ".join(f"{x:+.2f}" for x in returns) + " |")
+    body = "\n".join(lines)
+    name = "alphazero-tictactoe" if args.game == "tic_tac_toe" else "alphazero-connect-four"
+    command = f"python benchmarks/alphazero_games.py --game {args.game} --seeds {args.seeds}"
+    write_section(name, body, meta, command + f" --steps {args.steps}")
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
