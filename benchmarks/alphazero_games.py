@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=320_000)
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--evals", type=int, default=10)
+    parser.add_argument("--eval-games", type=int, default=100)
     args = parser.parse_args()
     meta = machine()
     out = OUT / f"alphazero-{args.game}"
@@ -60,7 +61,7 @@ def main() -> None:
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "bellman", "train", "alphazero", "--env", args.game]
     cmd += ["--seeds", str(args.seeds), "--steps", str(args.steps), "--evals", str(args.evals)]
-    cmd += ["--eval-episodes", "100", "--out", str(out), "--quiet"]
+    cmd += ["--eval-episodes", str(args.eval_games), "--out", str(out), "--quiet"]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -108,13 +109,12 @@ def main() -> None:
     opponent = config["eval_opponent"]
     lines += [
         "",
-        f"Learning curve: the mean outcome (+1 win, 0 draw, -1 loss) of 100 games against "
-        f"{opponent} per seed, during training:",
+        f"Learning curve: the mean outcome (+1 win, 0 draw, -1 loss) of {args.eval_games} games "
+        f"against {opponent} per seed, during training:",
         "",
         "| moves of self-play per seed | "
         + " | ".join(f"seed {i}" for i in range(args.seeds))
         + " |",
-        +" | ".join(f"seed {i}" for i in range(args.seeds)) + " |",
         "|---:|" + "---:|" * args.seeds,
     ]
     for step, returns in curve:

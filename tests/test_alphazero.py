@@ -178,3 +178,23 @@ def test_resume_after_sigkill_ends_bit_for_bit_where_an_uninterrupted_run_ends(
     summary_k = json.loads((killed / "summary.json").read_text())
     summary_w = json.loads((whole / "summary.json").read_text())
     assert summary_k["final_return_per_seed"] == summary_w["final_return_per_seed"]
+
+
+def test_alphazero_learns_tic_tac_toe_to_never_lose_against_minimax(tmp_path: Path) -> None:
+    """A short run of the tic-tac-toe preset (about 20 s of self-play): its agent, searching,
+    draws every game against exact play (100 games, 50 as first player) and beats random play."""
+    out = tmp_path / "ttt"
+    result = run_cli(
+        "train", "alphazero", "--env", "tic_tac_toe", "--steps", "24000", "--evals", "0",
+        "--eval-episodes", "100", "--out", str(out), "--quiet", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["final_return_mean"] == 0.0  # the preset evaluates against minimax
+    result = run_cli("arena", str(out), "minimax", "--games", "100", "--seed", "7", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["losses"] == 0
+    result = run_cli("arena", str(out), "random", "--games", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    against_random = json.loads(result.stdout)
+    assert against_random["losses"] == 0 and against_random["score"] >= 0.85

@@ -139,3 +139,17 @@ def test_a_person_plays_with_illegal_moves_refused(run_dir: Path) -> None:
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "the game was abandoned" in result.stderr
+
+
+def test_eval_of_a_game_run_plays_the_opponent_and_renders_an_animation(run_dir: Path) -> None:
+    result = run_cli("eval", str(run_dir), "--episodes", "6", "--video", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["algo"] == "alphazero" and out["episodes"] == 6
+    score = out["return_per_seed"][0] * 6  # the sum of 6 outcomes, each +1, 0 or -1
+    assert abs(score - round(score)) < 1e-9 and -6 <= score <= 6
+    video = Path(out["video"])
+    assert video.suffix == ".svg" and video.parent == run_dir / "videos"
+    text = video.read_text()
+    frames = text.count('class="frame"')
+    assert 6 <= frames <= 10, frames  # a tic-tac-toe game: 5 to 9 moves, and the empty board

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from bellman.envs import registry
+from bellman.envs.games import GameEnv
 from bellman.envs.gymnasium_env import make_single
 from bellman.envs.spaces import EnvSpec
 from bellman.errors import ConfigError, EnvError
@@ -24,7 +25,7 @@ from bellman.experiment.policy import Policy, TrainedRun, open_run
 from bellman.experiment.settings import check_evaluation, check_evaluation_request
 from bellman.experiment.train import eval_env_seed, eval_keys
 from bellman.runners.evaluation import DEFAULT_MAX_STEPS, JaxEvaluator, evaluate_gymnasium
-from bellman.runners.selfplay import GameEvaluator
+from bellman.runners.selfplay import GameEvaluator, agent_player
 
 
 def evaluate(
@@ -210,8 +211,34 @@ def evaluate_run(
         "video": None,
     }
     if video:
-        result["video"] = str(record_video(trained, seed=seed))
+        record = record_game if trained.info.family == "self_play" else record_video
+        result["video"] = str(record(trained, seed=seed))
     return result
+
+
+def record_game(trained: TrainedRun, seed: int = 0, seed_index: int = 0) -> Path:
+    """A self-play game of seed `seed_index`'s agent (its evaluation search on both sides) as an
+    animated SVG, RUN_DIR/videos/*.svg, drawn by pgx: a browser plays it."""
+    import pgx
+
+    env = trained.env.jax_env
+    assert isinstance(env, GameEnv)
+    state = jax.tree.map(lambda x: x[seed_index], trained.algo_state)
+    agent = agent_player(trained.info.module, trained.config, env, state)
+    act = jax.jit(lambda s, k: agent(jax.tree.map(lambda x: x[None], s), k)[0])
+    key, init_key = jax.random.split(jax.random.PRNGKey(seed))
+    game = env.init(init_key)
+    frames = [game]
+    while not bool(game.terminated):
+        key, k = jax.random.split(key)
+        game = env.play(game, act(game, k))
+        frames.append(game)
+    videos = trained.run_dir.path / "videos"
+    videos.mkdir(exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = videos / f"{trained.info.name}-seed{seed_index}-{stamp}.svg"
+    pgx.save_svg_animation(frames, path, frame_duration_seconds=0.6)
+    return path
 
 
 def record_video(trained: TrainedRun, seed: int = 0, seed_index: int = 0) -> Path:
