@@ -9,8 +9,8 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 170 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, list, resume
-  flags), run
+- 187 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
+  list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
 - 42 Python API cases (`bellman.train`, `resume`, `load`, `evaluate`).
@@ -239,6 +239,24 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train q-learning --resume {finished} --seed-groups 2", "--seed-groups trains a new run", 2),
     ("train ppo --env CartPole-v1 --first-seed -1", "first_seed must be at least 0, not -1", 2),
     ("train ppo --env CartPole-v1 --backend gymnasium --first-seed 1", "first_seed applies to the compiled backend", 2),
+    # two-player games: alphazero, arena, play
+    ("train ppo --env connect_four", "ppo learns a single agent's policy, and connect_four is a two-player game", 2),
+    ("train dqn --env tic_tac_toe", "train alphazero on it (bellman train alphazero --env tic_tac_toe)", 2),
+    ("train alphazero --env CartPole-v1", "CartPole-v1 is a single-agent env", 2),
+    ("train alphazero --env connect_four --eval-opponent minimax", "eval_opponent=minimax plays tic_tac_toe only", 2),
+    ("train alphazero --env tic_tac_toe --eval-opponent nobody", "invalid choice: 'nobody'", 2),
+    ("train alphazero --env tic_tac_toe --num-simulations 0", "num_simulations must be at least 1, not 0", 2),
+    ("train alphazero --env tic_tac_toe --batch-size 512 --buffer-size 100", "batch_size (512) must be at most buffer_size (100)", 2),
+    ("train alphazero --env tic_tac_toe --dirichlet-fraction 1.5", "dirichlet_fraction must lie in [0, 1], not 1.5", 2),
+    ("arena {finished} random", "is a q-learning run on FrozenLake-v1; the arena plays the runs of self-play algorithms", 1),
+    ("arena random alphabeta:9 --env connect_four", "alphabeta takes a depth from 1 to 8, not '9'", 2),
+    ("arena random random:3 --env tic_tac_toe", "'random' takes no number ('random:3')", 2),
+    ("arena random random --env tic_tac_toe --seed -1", "seed must be", 2),
+    ("arena random random --env tic_tac_toe --games 1000000", "games must be at most 100,000", 2),
+    ("arena {finished} --ladder", "is a q-learning run on FrozenLake-v1", 1),
+    ("arena random random --ladder --env tic_tac_toe", "--ladder rates one run's snapshots: give one run directory", 2),
+    ("play {finished}", "is a q-learning run on FrozenLake-v1", 1),
+    ("play {finished} --simulations 0", "simulations must be at least 1, not 0", 2),
     # list, and no command
     ("list everything", "invalid choice: 'everything'", 2),
     ("frobnicate", "invalid choice: 'frobnicate'", 2),
