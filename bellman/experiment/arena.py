@@ -33,7 +33,7 @@ from bellman.envs import registry
 from bellman.envs.games import GAMES, GameEnv
 from bellman.errors import ConfigError, EnvError, RunDirError
 from bellman.experiment import checkpoint as ckpt
-from bellman.experiment.policy import open_run
+from bellman.experiment.policy import TrainedRun, open_run
 from bellman.experiment.train import SNAPSHOTS
 from bellman.runners import selfplay
 
@@ -85,8 +85,8 @@ def builtin(spec: str) -> Contender | None:
     return Contender(label, BUILTIN[name], make)
 
 
-def run_player(path: Path, seed_index: int, simulations: int | None) -> Contender:
-    """The network of seed `seed_index` of the self-play run in `path`, with its search."""
+def open_self_play(path: Path, seed_index: int) -> TrainedRun:
+    """The self-play run in `path` (its newest checkpoint), checked to have seed `seed_index`."""
     trained = open_run(path)
     if trained.info.family != "self_play":
         raise RunDirError(
@@ -96,6 +96,13 @@ def run_player(path: Path, seed_index: int, simulations: int | None) -> Contende
     seeds = trained.settings.seeds
     if not (cfg.is_int(seed_index) and 0 <= seed_index < seeds):
         raise ConfigError(f"{path} has seeds 0..{seeds - 1}, not {seed_index!r}")
+    return trained
+
+
+def run_player(path: Path, seed_index: int, simulations: int | None) -> Contender:
+    """The network of seed `seed_index` of the self-play run in `path`, with its search."""
+    trained = open_self_play(path, seed_index)
+    seeds = trained.settings.seeds
     config = trained.config
     if simulations is not None:
         config = dataclasses.replace(config, eval_simulations=simulations)
@@ -282,9 +289,7 @@ def ladder(
     """The Elo ladder of a run's snapshots (see the module docstring)."""
     games = check_games(games)
     path = cfg.as_path("run_dir", run_dir)
-    current = run_player(path, seed_index, None)  # (checks the run)
-    del current
-    trained = open_run(path)
+    trained = open_self_play(path, seed_index)
     found = snapshots(path)
     if len(found) < 2:
         raise RunDirError(
