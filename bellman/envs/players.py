@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import mctx
 import numpy as np
-import pgx
 
-Player = Callable[[pgx.State, jax.Array], jax.Array]
+if TYPE_CHECKING:  # (pgx is imported where a game is made: importing it starts JAX)
+    import pgx
+
+Player = Callable[["pgx.State", jax.Array], jax.Array]
 """`act(state, key) -> action`: an int32 scalar action for one unbatched pgx state."""
 
 
@@ -213,6 +216,8 @@ def connect_four_heuristic(board: jax.Array, colour: jax.Array) -> jax.Array:
 
 @functools.cache
 def _connect_four_env() -> pgx.Env:
+    import pgx
+
     return pgx.make("connect_four")
 
 
