@@ -30,14 +30,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from bellman import config as cfg
 from bellman.envs.games import GameEnv
-from bellman.runners import programs
 from bellman.runners.common import over_seeds, seed_sharding
 from bellman.runners.compiled import CompiledRunner
+from bellman.runners.evaluation import JaxEvaluator
 
 EPISODE_STATISTICS = False
 """The games keep their own statistics (the runner does not wrap the env)."""
@@ -288,11 +287,14 @@ def play_match(
     return outcome, moves
 
 
-class GameEvaluator:
+class GameEvaluator(JaxEvaluator):
     """The agent against the config's `eval_opponent` (`play_match`) for all members at once,
-    compiled ahead of time (the `JaxEvaluator` of games)."""
+    compiled ahead of time: a `JaxEvaluator` (its compiling and calling) whose program plays
+    matches; it returns outcomes and lengths `[members, episodes]`."""
 
-    def __init__(self, algo: Any, configs: Sequence[Any], env: GameEnv, episodes: int, seeds: int):
+    def __init__(  # (not JaxEvaluator's: another program)
+        self, algo: Any, configs: Sequence[Any], env: GameEnv, episodes: int, seeds: int
+    ):
         self.episodes, self.seeds = episodes, len(configs) * seeds
         static = cfg.static_part(configs[0])
         opponent = opponent_player(static.eval_opponent, env, static.eval_opponent_simulations)
@@ -320,28 +322,3 @@ class GameEvaluator:
             out_shardings=self.sharding,
         )
         self._compiled: Any = None
-
-    def start_compile(self, algo_state_template: Any) -> None:
-        keys = jax.ShapeDtypeStruct((self.seeds, 2), jnp.uint32)
-        description = [
-            *self._description,
-            programs.signature(algo_state_template, self.values, keys),
-        ]
-        self._compiled = programs.start(
-            description,
-            lambda: self._fn.lower(algo_state_template, self.values, keys),
-            list(self.sharding.mesh.devices.flat),
-            light=True,
-            trace_on_worker=True,
-        )
-
-    @property
-    def wait_s(self) -> float:
-        return self._compiled.wait_s if self._compiled is not None else 0.0
-
-    def __call__(self, algo_state: Any, keys: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Outcomes and lengths `[members, episodes]`."""
-        fn = self._compiled if self._compiled is not None else self._fn
-        algo_state, keys = jax.device_put((algo_state, keys), self.sharding)
-        outcomes, lengths = fn(algo_state, self.values, keys)
-        return np.asarray(outcomes, np.float64), np.asarray(lengths, np.float64)
