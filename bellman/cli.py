@@ -629,7 +629,7 @@ def add_arena_parser(commands: Any) -> None:
         description="Play A against B (run directories of self-play runs, or built-in players: "
         "random, minimax (tic-tac-toe), alphabeta[:DEPTH] (Connect Four), mcts[:SIMULATIONS] "
         "(pure MCTS with random rollouts)) for --games games side by side, colours alternated, "
-        "and report A's wins, draws and losses with 95%% intervals. With --ladder, rate a run's "
+        "and report A's wins, draws and losses with 95% intervals. With --ladder, rate a run's "
         "networks at every checkpoint (RUN_DIR/snapshots) and the random player on one Elo "
         "scale.",
     )

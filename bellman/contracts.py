@@ -10,6 +10,8 @@ and the registry entry (`AlgoInfo`).
   `runners.offpolicy_host`), its config a `ReplayLoop`: DQN, DDPG/TD3, SAC;
 - self_play, `SelfPlayAlgorithm`: search -> play -> store finished games -> learn
   (`runners.selfplay`) on two-player games: AlphaZero;
+- unroll, `UnrollAlgorithm`: search through a learned model -> act -> store trajectories ->
+  learn from K-step unrolls (`runners.unroll`), on single-agent envs and games: MuZero;
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -230,6 +232,61 @@ class SelfPlayAlgorithm(Algorithm, Protocol):
 
 
 @runtime_checkable
+class UnrollAlgorithm(Algorithm, Protocol):
+    """Search through a learned model, trained on K-step unrolls of stored trajectories
+    (`runners.unroll`): MuZero. It plays games too: `act` and `check_game` as `SelfPlayAlgorithm`'s
+    (the players of `bellman arena` and the game's evaluation)."""
+
+    @property
+    def Unroll(self) -> type[Any]:
+        """Sampled positions with K steps of actions, targets and masks."""
+        ...
+
+    def plan(
+        self,
+        config: Any,
+        spec: EnvSpec,
+        state: Any,
+        obs: jax.Array,
+        legal: jax.Array,
+        key: jax.Array,
+        explore: bool,
+        two_player: bool,
+        simulations: int | None = ...,
+    ) -> Any:
+        """A search from observations `[B, ...]`: `.action`, `.policy` (the policy target) and
+        `.value` (the root's value, the n-step targets' bootstrap)."""
+        ...
+
+    def value(self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array) -> jax.Array:
+        """The network's value of observations `[B, ...]`, without search."""
+        ...
+
+    def act(
+        self,
+        config: Any,
+        game: Any,
+        state: Any,
+        states: Any,
+        key: jax.Array,
+        explore: bool,
+        move_number: jax.Array | None = ...,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Moves in the game positions `states` `[B]` and the search's policy."""
+        ...
+
+    def check_game(self, env: Any) -> None:
+        """Raise EnvError unless the algorithm plays `env`."""
+        ...
+
+    def learn(
+        self, config: Any, spec: EnvSpec, state: Any, batch: Any
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """One gradient step on a batch of unrolls: the new state and metrics."""
+        ...
+
+
+@runtime_checkable
 class PlanningAlgorithm(Protocol):
     """Exact planning on a finite MDP (`bellman.algos.dp`), run by `bellman solve`."""
 
@@ -262,13 +319,14 @@ class PlanningAlgorithm(Protocol):
         ...
 
 
-Family = Literal["on_policy", "tabular", "off_policy", "self_play"]
+Family = Literal["on_policy", "tabular", "off_policy", "self_play", "unroll"]
 
 PROTOCOLS: dict[Family, type] = {
     "on_policy": OnPolicyAlgorithm,
     "tabular": TabularAlgorithm,
     "off_policy": OffPolicyAlgorithm,
     "self_play": SelfPlayAlgorithm,
+    "unroll": UnrollAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -373,7 +431,8 @@ class AlgoInfo:
     """The algorithm; it satisfies `PROTOCOLS[family]`."""
     family: Family
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
-    for `on_policy` and `tabular`, the self-play one for `self_play`."""
+    for `on_policy` and `tabular`, the self-play one for `self_play`, the unroll one for
+    `unroll`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

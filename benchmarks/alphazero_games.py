@@ -1,15 +1,18 @@
 """AlphaZero on the board games against the reference players; writes RESULTS.md's sections
-alphazero-tictactoe and alphazero-connect-four.
+alphazero-tictactoe, alphazero-connect-four and alphazero-go-9x9.
 
     python benchmarks/alphazero_games.py --game tic_tac_toe [--seeds 2] [--steps 320000]
     python benchmarks/alphazero_games.py --game connect_four [--steps N]
+    python benchmarks/alphazero_games.py --game go_9x9 --seeds 1 [--steps N]
 
 One `bellman train alphazero --env GAME` command (the game's preset), timed from process start
 to exit (compiling included), then `bellman arena RUN OPPONENT --games 200 --seed-index i` for
 every seed: 100 games as first player and 100 as second. The targets (issue 18):
 tic-tac-toe, a run of at most 10 minutes after which the agent never loses against exact
 minimax; Connect Four, a run of at most 60 minutes that wins at least 90% against pure MCTS
-with 400 random-rollout simulations and 80% against depth-4 alpha-beta.
+with 400 random-rollout simulations and 80% against depth-4 alpha-beta; Go 9x9, a run of at
+most 60 minutes that wins at least 99% against random, with its score against pure MCTS with 128
+simulations and the Elo ladder of its checkpoints.
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ from pathlib import Path
 
 from run import OUT, ROOT, machine, write_section
 
-OPPONENTS = {"tic_tac_toe": ["minimax", "random"], "connect_four": ["mcts:400", "alphabeta:4"]}
+OPPONENTS = {
+    "tic_tac_toe": ["minimax", "random"],
+    "connect_four": ["mcts:400", "alphabeta:4"],
+    "go_9x9": ["random", "mcts:128"],
+}
 TARGETS = {
     "tic_tac_toe": (600, "no loss against minimax in 100 games as first and 100 as second"),
     "connect_four": (3600, ">= 90% wins against mcts:400 and >= 80% against alphabeta:4"),
+    "go_9x9": (3600, ">= 99% wins against random (the win rate against mcts:128 reported)"),
+}
+SECTIONS = {
+    "tic_tac_toe": "alphazero-tictactoe",
+    "connect_four": "alphazero-connect-four",
+    "go_9x9": "alphazero-go-9x9",
 }
 
 
@@ -37,10 +50,19 @@ def arena(run_dir: Path, opponent: str, seed_index: int, games: int) -> dict:
     return json.loads(done.stdout)
 
 
+def ladder(run_dir: Path, games: int) -> dict:
+    cmd = [sys.executable, "-m", "bellman", "arena", str(run_dir), "--ladder", "--games"]
+    cmd += [str(games), "--json"]
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
 def met(game: str, results: dict[str, dict]) -> bool:
     if game == "tic_tac_toe":
         return results["minimax"]["losses"] == 0
     wins = lambda name: results[name]["wins"] / results[name]["games"]
+    if game == "go_9x9":
+        return wins("random") >= 0.99
     return wins("mcts:400") >= 0.9 and wins("alphabeta:4") >= 0.8
 
 
@@ -73,11 +95,13 @@ def main() -> None:
         {name: arena(out, name, i, args.games) for name in OPPONENTS[args.game]}
         for i in range(args.seeds)
     ]
+    elo = ladder(out, 40) if args.game == "go_9x9" else None
     budget, target = TARGETS[args.game]
     passed = all(met(args.game, r) for r in results) and wall <= budget
     (OUT / f"alphazero-{args.game}.json").write_text(
         json.dumps(
-            {"meta": meta, "wall_s": wall, "summary": summary, "curve": curve, "arena": results},
+            {"meta": meta, "wall_s": wall, "summary": summary, "curve": curve, "arena": results,
+             "ladder": elo},
             indent=1,
         )
     )
@@ -119,8 +143,18 @@ def main() -> None:
     ]
     for step, returns in curve:
         lines.append(f"| {step:,} | " + " | ".join(f"{x:+.2f}" for x in returns) + " |")
+    if elo is not None:
+        lines += [
+            "",
+            f"Elo ladder of seed 0's networks at its checkpoints (`bellman arena RUN --ladder "
+            f"--games {elo['games_per_match']}`; the random player at 0):",
+            "",
+            "| player | Elo |",
+            "|---|---:|",
+        ]
+        lines += [f"| {p['player']} | {p['elo']:+.0f} |" for p in elo["players"]]
     body = "\n".join(lines)
-    name = "alphazero-tictactoe" if args.game == "tic_tac_toe" else "alphazero-connect-four"
+    name = SECTIONS[args.game]
     command = f"python benchmarks/alphazero_games.py --game {args.game} --seeds {args.seeds}"
     write_section(name, body, meta, command + f" --steps {args.steps}")
     print(body)

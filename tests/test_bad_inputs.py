@@ -9,7 +9,7 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 187 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
+- 193 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
   list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
@@ -248,7 +248,14 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train alphazero --env tic_tac_toe --num-simulations 0", "num_simulations must be at least 1, not 0", 2),
     ("train alphazero --env tic_tac_toe --batch-size 512 --buffer-size 100", "batch_size (512) must be at most buffer_size (100)", 2),
     ("train alphazero --env tic_tac_toe --dirichlet-fraction 1.5", "dirichlet_fraction must lie in [0, 1], not 1.5", 2),
-    ("arena {finished} random", "is a q-learning run on FrozenLake-v1; the arena plays the runs of self-play algorithms", 1),
+    # muzero: single-agent envs and games, compiled
+    ("train muzero --env Pendulum-v1", "muzero searches over finitely many actions", 2),
+    ("train muzero --env LunarLander-v3", "muzero runs on the compiled backend, with JAX envs", 2),
+    ("train muzero --env CartPole-v1 --eval-opponent minimax", "eval_opponent=minimax plays tic_tac_toe only", 2),
+    ("train muzero --env CartPole-v1 --buffer-size 160", "buffer_size / num_envs (10 steps per env) must exceed unroll_steps + td_steps + 1 = 16", 2),
+    ("train muzero --env CartPole-v1 --reanalyse 1.5", "reanalyse must lie in [0, 1], not 1.5", 2),
+    ("train muzero --env tic_tac_toe --unroll-steps 0", "unroll_steps must be at least 1, not 0", 2),
+    ("arena {finished} random", "is a q-learning run on FrozenLake-v1; the arena plays the runs of alphazero and muzero on two-player games", 1),
     ("arena random alphabeta:9 --env connect_four", "alphabeta takes a depth from 1 to 8, not '9'", 2),
     ("arena random random:3 --env tic_tac_toe", "'random' takes no number ('random:3')", 2),
     ("arena random random --env tic_tac_toe --seed -1", "seed must be", 2),
@@ -522,6 +529,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "expected-sarsa": {"alpha": 1.0},
     "td0": {"gamma": 0.0},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
+    "muzero": {"mcts": "puct", "reanalyse": 0.25, "discount": 1.0, "eval_opponent": "mcts"},
 }
 ENVS = {
     "ddpg": "Pendulum-v1",

@@ -14,7 +14,7 @@ BELLMAN_ROOTS = {
     "bellman", "ppo", "algos", "runners", "ops", "nets", "envs", "experiment", "distributions",
     "jax_setup", "config", "errors", "rollout", "cli", "dp", "tabular", "mdp",
     "dqn", "buffers", "reinforce", "a2c", "policies", "ddpg", "sac",
-    "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv",
+    "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv", "muzero", "unroll",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

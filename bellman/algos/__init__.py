@@ -7,18 +7,28 @@ gets, settings that follow from the env, a value table to plot.
 
 from __future__ import annotations
 
-from bellman.algos import a2c, alphazero, ddpg, dqn, ppo, reinforce, sac, tabular
+from bellman.algos import a2c, alphazero, ddpg, dqn, muzero, ppo, reinforce, sac, tabular
 from bellman.contracts import (
     AlgoInfo,
     OffPolicyAlgorithm,
     OnPolicyAlgorithm,
     SelfPlayAlgorithm,
     TabularAlgorithm,
+    UnrollAlgorithm,
 )
 from bellman.errors import ConfigError, UnknownNameError, closest
 from bellman.presets import Presets
 
-__all__ = ["ALGOS", "OFF_POLICY", "ON_POLICY", "SELF_PLAY", "TABULAR", "AlgoInfo", "get"]
+__all__ = [
+    "ALGOS",
+    "OFF_POLICY",
+    "ON_POLICY",
+    "SELF_PLAY",
+    "TABULAR",
+    "UNROLL",
+    "AlgoInfo",
+    "get",
+]
 
 # The modules of each family, typed by its protocol: the type checker holds every module to its
 # family's contract (and tests/test_contracts.py checks each registered name at run time).
@@ -26,6 +36,7 @@ ON_POLICY: tuple[OnPolicyAlgorithm, ...] = (ppo, a2c, reinforce)
 TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
 OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac)
 SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
+UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 
 
 def _tabular(method: str, summary: str) -> AlgoInfo:
@@ -101,6 +112,15 @@ ALGOS: dict[str, AlgoInfo] = {
         "game's rules, a residual policy-value network",
         presets=Presets("alphazero", alphazero.AlphaZeroConfig),
         preset_for=alphazero.preset_for,
+    ),
+    "muzero": AlgoInfo(
+        "muzero",
+        muzero,
+        "unroll",
+        "MuZero (Schrittwieser et al., 2020): MCTS (mctx: Gumbel or PUCT) through a learned "
+        "model, on single-agent envs and two-player games",
+        presets=Presets("muzero", muzero.MuZeroConfig),
+        preset_for=muzero.preset_for,
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

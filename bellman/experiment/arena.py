@@ -86,12 +86,13 @@ def builtin(spec: str) -> Contender | None:
 
 
 def open_self_play(path: Path, seed_index: int) -> TrainedRun:
-    """The self-play run in `path` (its newest checkpoint), checked to have seed `seed_index`."""
+    """The run on a game in `path` (its newest checkpoint), checked to have seed
+    `seed_index`."""
     trained = open_run(path)
-    if trained.info.family != "self_play":
+    if not isinstance(trained.env.jax_env, GameEnv):
         raise RunDirError(
             f"{path} is a {trained.info.name} run on {trained.env.id}; the arena plays the runs "
-            f"of self-play algorithms (alphazero) on two-player games"
+            f"of alphazero and muzero on two-player games"
         )
     seeds = trained.settings.seeds
     if not (cfg.is_int(seed_index) and 0 <= seed_index < seeds):

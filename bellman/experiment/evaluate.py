@@ -179,7 +179,7 @@ def evaluate_run(
         assert env.jax_env is not None
         module, config = trained.info.module, trained.config
         evaluator: JaxEvaluator | GameEvaluator
-        if trained.info.family == "self_play":  # games against the run's eval_opponent
+        if isinstance(env.jax_env, GameEnv):  # games against the run's eval_opponent
             evaluator = GameEvaluator(module, [config], env.jax_env, episodes, seeds)  # type: ignore[arg-type]
         else:
             evaluator = JaxEvaluator(module, [config], env.jax_env, episodes, seeds)
@@ -211,7 +211,7 @@ def evaluate_run(
         "video": None,
     }
     if video:
-        record = record_game if trained.info.family == "self_play" else record_video
+        record = record_game if isinstance(env.jax_env, GameEnv) else record_video
         result["video"] = str(record(trained, seed=seed))
     return result
 

@@ -47,6 +47,7 @@ from bellman.errors import (
     BellmanError,
     BellmanWarning,
     ConfigError,
+    EnvError,
     RunDirError,
     TrainingDiverged,
     closest,
@@ -67,6 +68,7 @@ from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
 from bellman.runners.onpolicy_host import HostOnPolicy
 from bellman.runners.selfplay import CompiledSelfPlay, GameEvaluator
+from bellman.runners.unroll import CompiledUnroll
 
 KEEP_CHECKPOINTS = 2
 SNAPSHOTS = "snapshots"
@@ -210,14 +212,19 @@ class Trainer:
         s, env = self.settings, self.env.jax_env
         assert env is not None
         common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
-        if self.info.family == "self_play":  # a game: evaluated against an opponent
+        module = self.info.module
+        if self.info.family == "self_play":
             assert isinstance(env, games.GameEnv)
-            self.runner = CompiledSelfPlay(self.info.module, configs, env, *common, s.first_seed)
-            self.evaluator = GameEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
-            return
-        compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
-        self.runner = compiled(self.info.module, configs, env, *common, s.first_seed)
-        self.evaluator = JaxEvaluator(self.info.module, configs, env, s.eval_episodes, s.seeds)
+            self.runner = CompiledSelfPlay(module, configs, env, *common, s.first_seed)
+        elif self.info.family == "unroll":
+            self.runner = CompiledUnroll(module, configs, env, *common, s.first_seed)
+        else:
+            compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
+            self.runner = compiled(module, configs, env, *common, s.first_seed)
+        if games.is_game(env):  # a game: evaluated against an opponent
+            self.evaluator = GameEvaluator(module, configs, env, s.eval_episodes, s.seeds)  # type: ignore[arg-type]
+        else:
+            self.evaluator = JaxEvaluator(module, configs, env, s.eval_episodes, s.seeds)
 
     # ----- the members of each setting -----
     def part(self, tree: Any, k: int) -> Any:
@@ -317,7 +324,7 @@ class Trainer:
             path = ckpt.path_for(checkpoints, update)
             ckpt.save(path, self.part(parts, k), {"update": update, "step": step})
             ckpt.prune(checkpoints, KEEP_CHECKPOINTS)
-            if self.info.family == "self_play":  # the network at each checkpoint, all kept
+            if games.is_game(self.env.jax_env):  # the network at each checkpoint, all kept
                 params = self.part(self.runner.algo_state(state).params, k)
                 snapshots = self.run_dirs[k].path / SNAPSHOTS
                 snapshots.mkdir(exist_ok=True)
@@ -692,7 +699,16 @@ def check_first_seed(settings: RunSettings, resolved: registry.ResolvedEnv) -> N
 
 
 def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
-    """A two-player game takes a self-play algorithm, and a self-play algorithm a game."""
+    """A two-player game takes a self-play algorithm (or MuZero), and a self-play algorithm a
+    game; the search algorithms run on the compiled backend."""
+    searches = info.family in ("self_play", "unroll")
+    if searches and resolved.backend != "compiled":
+        raise EnvError(
+            f"{info.name} runs on the compiled backend, with JAX envs (gymnax, MinAtar, the "
+            f"games); {resolved.id} runs on {resolved.backend}"
+        )
+    if info.family == "unroll":
+        return
     if info.family == "self_play":
         if resolved.jax_env is None or not games.is_game(resolved.jax_env):
             info.module.check_game(resolved.jax_env or resolved)
