@@ -270,7 +270,7 @@ def build_parser() -> Parser:
     pl = commands.add_parser(
         "play",
         help="play a board game against a trained agent in the terminal",
-        description="Play against the agent of a self-play run (alphazero) on tic_tac_toe, "
+        description="Play against the agent of a run of alphazero or muzero on tic_tac_toe, "
         "connect_four, othello or go_9x9: the board is drawn in text, you type your moves "
         "(a cell 1-9, a column 1-7, a point such as D4, or pass).",
     )
@@ -626,7 +626,8 @@ def add_arena_parser(commands: Any) -> None:
     ar = commands.add_parser(
         "arena",
         help="two players of a board game against each other, or a run's Elo ladder",
-        description="Play A against B (run directories of self-play runs, or built-in players: "
+        description="Play A against B (run directories of alphazero or muzero on a game, or "
+        "built-in players: "
         "random, minimax (tic-tac-toe), alphabeta[:DEPTH] (Connect Four), mcts[:SIMULATIONS] "
         "(pure MCTS with random rollouts)) for --games games side by side, colours alternated, "
         "and report A's wins, draws and losses with 95% intervals. With --ladder, rate a run's "

@@ -60,6 +60,9 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
         assert module.epsilon is None or callable(module.epsilon)
     elif info.family == "self_play":
         assert {"obs", "legal", "policy", "value"} <= set(module.Batch.__dataclass_fields__)
+    elif info.family == "unroll":
+        fields = {"obs", "actions", "rewards", "values", "policies", "value_mask", "policy_mask"}
+        assert fields <= set(module.Unroll.__dataclass_fields__)
     else:
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
@@ -77,6 +80,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
         "sac",
     }
     assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None

@@ -137,6 +137,7 @@ def test_the_search_through_a_model_finds_the_rewarding_action() -> None:
     actions = jnp.arange(64) % 2
     batch = muzero.Unroll(
         obs=jnp.zeros((64, 1)),
+        next_obs=jnp.zeros((64, 1, 1)),
         actions=actions[:, None],
         rewards=jnp.stack([jnp.zeros(64), actions.astype(jnp.float32)], -1),
         values=jnp.stack([jnp.full(64, 0.5), jnp.zeros(64)], -1),

@@ -56,8 +56,9 @@ Opponent = Literal["random", "minimax", "alphabeta", "mcts"]
 class MuZeroConfig:
     """MuZero's settings; the defaults suit CartPole on a CPU."""
 
-    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("reanalyse",)
-    """`reanalyse` sizes the compiled program (the rows of a batch that are searched again)."""
+    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("reanalyse", "consistency_weight")
+    """`reanalyse` sizes the compiled program (the rows of a batch that are searched again);
+    `consistency_weight` 0 leaves the consistency loss out of it."""
 
     num_envs: int = 16
     """Envs (or self-play games) per seed, side by side."""
@@ -104,6 +105,10 @@ class MuZeroConfig:
     vector observations go straight to its dense layers."""
     value_loss_weight: float = 0.25
     """Weight of the value loss (the paper's 0.25 with reanalyse, to avoid overfitting it)."""
+    consistency_weight: float = 0.0
+    """Weight of EfficientZero's temporal consistency loss (Ye et al., 2021; not in MuZero):
+    1 - cos(s^k, h(o_{t+k})) for the unrolled steps inside the episode, the representation of
+    the real observation held fixed, so that the model's states follow the env's (0: off)."""
     learning_rate: float = 1e-3
     """Adam step size at the start."""
     anneal_lr: bool = True
@@ -181,6 +186,8 @@ class Unroll(struct.PyTreeNode):
 
     obs: jax.Array
     """o_t."""
+    next_obs: jax.Array
+    """`[B, K, ...]` o_{t+1..t+K}, the targets of the consistency loss."""
     actions: jax.Array
     """`[B, K]` a_{t+1..t+K} (the actions taken; any action past the episode's end)."""
     rewards: jax.Array
@@ -569,9 +576,11 @@ def loss(
     s = represent(config, spec, params, batch.obs)
     logits, v = predict(config, spec, params, s)
     policy_logits, value_logits, reward_logits = [logits], [v], [jnp.zeros_like(v)]
+    states = []
     for k in range(k_steps):
         s, r = dynamics(config, spec, params, scale_gradient(s, 0.5), batch.actions[:, k])
         logits, v = predict(config, spec, params, s)
+        states.append(s)
         policy_logits.append(logits)
         value_logits.append(v)
         reward_logits.append(r)
@@ -590,10 +599,24 @@ def loss(
     total = (
         config.value_loss_weight * value_loss + reward_loss + policy_loss + config.weight_decay * l2
     )
+    metrics = {}
+    if config.consistency_weight > 0:
+        b = batch.next_obs.shape[0]
+        flat = batch.next_obs.reshape((b * k_steps, *batch.next_obs.shape[2:]))
+        real = jax.lax.stop_gradient(represent(config, spec, params, flat)).reshape(b, k_steps, -1)
+        model = jnp.stack(states, axis=1)
+        cos = jnp.sum(model * real, -1) / (
+            jnp.linalg.norm(model, axis=-1) * jnp.linalg.norm(real, axis=-1) + 1e-8
+        )
+        inside = batch.policy_mask[:, 1:]
+        consistency = jnp.mean(jnp.sum((1.0 - cos) * inside, axis=1) / k_steps)
+        total = total + config.consistency_weight * consistency
+        metrics["consistency_loss"] = consistency
     probs = jax.nn.softmax(policy_logits[0])
     entropy = -jnp.sum(probs * jax.nn.log_softmax(policy_logits[0]), -1).mean()
     value_error = jnp.abs(expected(value_logits[0]) - batch.values[:, 0]).mean()
     return total, {
+        **metrics,
         "loss": total,
         "value_loss": value_loss,
         "reward_loss": reward_loss,

@@ -1,4 +1,5 @@
-"""`bellman play RUN_DIR`: a person against a self-play run's agent, in the terminal.
+"""`bellman play RUN_DIR`: a person against the agent of a run on a game (alphazero, muzero),
+in the terminal.
 
 The board is drawn in text after every move; the person types a move (a tic-tac-toe cell 1-9, a
 Connect Four column 1-7, a Go or Othello point such as D4, or `pass`), and an illegal or

@@ -281,7 +281,7 @@ def learn_phase(
         w = sample(state.trajectories, sample_key, config.batch_size, k_steps + n + 1)
         w = reanalysed(algo, config, env, algo_state, w, reanalyse_key)
         fields = jax.vmap(lambda row: targets(row, discount, k_steps, n))(w)
-        return algo.Unroll(obs=w.obs[:, 0], **fields)
+        return algo.Unroll(obs=w.obs[:, 0], next_obs=w.obs[:, 1 : k_steps + 1], **fields)
 
     key, loop_key = jax.random.split(state.key)
     shapes = jax.eval_shape(
