@@ -529,7 +529,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "expected-sarsa": {"alpha": 1.0},
     "td0": {"gamma": 0.0},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
-    "muzero": {"mcts": "puct", "reanalyse": 0.25, "discount": 1.0, "eval_opponent": "mcts"},
+    "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }
 ENVS = {
     "ddpg": "Pendulum-v1",

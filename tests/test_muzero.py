@@ -101,6 +101,24 @@ def test_two_player_targets_are_the_outcome_for_the_player_to_move() -> None:
     np.testing.assert_allclose(t["rewards"], [0.0, 0.0, 0.0])  # (rewards of moves 0, 1)
 
 
+def test_fresh_values_replace_the_bootstrap_values_only() -> None:
+    """With fresh_values, nu_{t+k+n} (window steps n..n+K) are the network's values of those
+    observations; the steps before keep the search's (they are not bootstraps)."""
+
+    class Network:
+        @staticmethod
+        def value(config: object, spec: object, state: object, obs: jax.Array) -> jax.Array:
+            return 1000.0 + obs[:, 0]  # obs = the step's number
+
+    w = window([False] * 6)
+    batch = jax.tree.map(lambda x: jnp.stack([x, x]), w)
+    env = GameEnv("tic_tac_toe")  # (only its spec is passed on)
+    fresh = unroll.fresh_values(Network, SMALL, env, None, batch, 2)  # type: ignore[arg-type]
+    np.testing.assert_allclose(fresh.value[0], [10, 20, 1002, 1003, 1004, 1005])
+    t = unroll.targets(jax.tree.map(lambda x: x[0], fresh), 0.5, 3, 2)
+    np.testing.assert_allclose(t["values"][0], 1 + 0.5 * 2 + 0.25 * 1002)
+
+
 def test_sampled_windows_are_whole_stored_and_in_order() -> None:
     """Positions are drawn only where the next W - 1 steps are stored and none is overwritten."""
     e, length, width = 3, 20, 6

@@ -60,7 +60,7 @@ class MuZeroConfig:
     """`reanalyse` sizes the compiled program (the rows of a batch that are searched again);
     `consistency_weight` 0 leaves the consistency loss out of it."""
 
-    num_envs: int = 16
+    num_envs: int = 8
     """Envs (or self-play games) per seed, side by side."""
     num_steps: int = 1
     """Steps of every env between two learning phases (an update takes num_envs * num_steps
@@ -120,12 +120,17 @@ class MuZeroConfig:
     """Rescale each gradient so that its global norm is at most this."""
     batch_size: int = 256
     """Sampled positions (each unrolled K steps) per gradient step."""
-    gradient_steps: int = 1
-    """Gradient steps after each update's env steps."""
+    gradient_steps: int = 2
+    """Gradient steps after each update's env steps (the defaults: one per 4 env steps)."""
     buffer_size: int = 100_000
     """Steps of trajectories kept (the newest, split evenly over the envs)."""
     learning_starts: int = 1_000
     """Env steps (summed over envs) taken before the first gradient step."""
+    fresh_values: bool = True
+    """Bootstrap the n-step value targets from the current network's value of o_{t+k+n} (no
+    search), as EfficientZero and LightZero do with a target network, rather than from the value
+    the search had when it acted (the paper). Single-agent envs (a game's target is its
+    outcome)."""
     reanalyse: float = 0.0
     """MuZero Reanalyze: the fraction of each batch's rows whose policy targets and bootstrap
     values are recomputed by a search with the current network (0: the stored ones, from the

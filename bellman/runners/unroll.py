@@ -268,6 +268,16 @@ def reanalysed(
     return w.replace(policy=fresh(w.policy, out.policy), value=fresh(w.value, out.value))
 
 
+def fresh_values(algo: Any, config: Any, env: JaxEnv, algo_state: Any, w: Window, n: int) -> Window:
+    """The window with the bootstrap values nu_{t+k+n} (k = 0..K) replaced by the current
+    network's v = f(h(o)), without search: targets that follow the network as it learns, not the
+    value the search had when it acted, perhaps many updates ago."""
+    b, width = w.action.shape
+    later = w.obs[:, n:]
+    v = algo.value(config, env.spec, algo_state, later.reshape((-1, *later.shape[2:])))
+    return w.replace(value=w.value.at[:, n:].set(v.reshape(b, width - n)))
+
+
 def learn_phase(
     algo: Any, config: Any, env: JaxEnv, state: UnrollState, steps: jax.Array
 ) -> tuple[UnrollState, dict[str, jax.Array]]:
@@ -280,6 +290,8 @@ def learn_phase(
         sample_key, reanalyse_key = jax.random.split(key)
         w = sample(state.trajectories, sample_key, config.batch_size, k_steps + n + 1)
         w = reanalysed(algo, config, env, algo_state, w, reanalyse_key)
+        if config.fresh_values and game_of(env) is None:
+            w = fresh_values(algo, config, env, algo_state, w, n)
         fields = jax.vmap(lambda row: targets(row, discount, k_steps, n))(w)
         return algo.Unroll(obs=w.obs[:, 0], next_obs=w.obs[:, 1 : k_steps + 1], **fields)
 
