@@ -70,7 +70,8 @@ def bellman(seed: int, eval_every: int, cache: Path) -> dict:
     process = time.perf_counter() - start
     summary = json.loads((out / "summary.json").read_text())
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in records if "eval_return" in r]
+    # (the evaluation after the last update is a record of its own, at the end of the run)
+    evals = [{"time_s": summary["wall_s"], **r} for r in records if "eval_return" in r]
     startup = process - summary["wall_s"]  # the interpreter and imports, before train() starts
     first = next((r for r in evals if r["eval_return"][0] >= TARGET), None)
     return {
@@ -104,12 +105,13 @@ def main() -> None:
     meta = machine()
     cache = Path(tempfile.mkdtemp(prefix="bellman-cache-"))
     runs = []
+    OUT.mkdir(exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"seed {seed}: LightZero, bellman", flush=True)
         runs.append(lightzero(seed, args.budget_s, args.eval_every))
         runs.append(bellman(seed, args.eval_every, cache))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "muzero-lightzero.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        data = {"meta": meta, "runs": runs}
+        (OUT / "muzero-lightzero.json").write_text(json.dumps(data, indent=1))
     lines = [
         f"MuZero on CartPole-v1 (500-step episodes), target: an evaluation of 10 episodes with "
         f"mean return >= {TARGET:.0f}, evaluated every {args.eval_every:,} env steps. LightZero: "

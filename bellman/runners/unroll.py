@@ -10,6 +10,7 @@ One update, for one seed (`update`):
     gradient_steps times (once learning_starts steps are taken):
         sample positions t; gather steps t..t+K+n of their trajectories      (`sample`)
         [reanalyse: search again at a share of them with the current network] (algo.plan)
+        [fresh_values: the bootstraps nu_{t+k+n} from the current network]   (`fresh_values`)
         targets for k = 0..K: z_{t+k}, u_{t+k}, pi_{t+k}                     (`targets`)
         one gradient step                                                    (algo.learn)
 
