@@ -100,8 +100,14 @@ def main() -> None:
     passed = all(met(args.game, r) for r in results) and wall <= budget
     (OUT / f"alphazero-{args.game}.json").write_text(
         json.dumps(
-            {"meta": meta, "wall_s": wall, "summary": summary, "curve": curve, "arena": results,
-             "ladder": elo},
+            {
+                "meta": meta,
+                "wall_s": wall,
+                "summary": summary,
+                "curve": curve,
+                "arena": results,
+                "ladder": elo,
+            },
             indent=1,
         )
     )
