@@ -197,7 +197,7 @@ def markdown(data: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="cartpole,tictactoe,minatar")
-    parser.add_argument("--tictactoe-steps", type=int, default=400_000)
+    parser.add_argument("--tictactoe-steps", type=int, default=800_000)
     parser.add_argument("--minatar-steps", type=int, default=300_000)
     args = parser.parse_args()
     meta = machine()
