@@ -252,7 +252,7 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train muzero --env Pendulum-v1", "muzero searches over finitely many actions", 2),
     ("train muzero --env LunarLander-v3", "muzero runs on the compiled backend, with JAX envs", 2),
     ("train muzero --env CartPole-v1 --eval-opponent minimax", "eval_opponent=minimax plays tic_tac_toe only", 2),
-    ("train muzero --env CartPole-v1 --buffer-size 160", "buffer_size / num_envs (10 steps per env) must exceed unroll_steps + td_steps + 1 = 16", 2),
+    ("train muzero --env CartPole-v1 --buffer-size 120", "buffer_size / num_envs (15 steps per env) must exceed unroll_steps + td_steps + 1 = 16", 2),
     ("train muzero --env CartPole-v1 --reanalyse 1.5", "reanalyse must lie in [0, 1], not 1.5", 2),
     ("train muzero --env tic_tac_toe --unroll-steps 0", "unroll_steps must be at least 1, not 0", 2),
     ("arena {finished} random", "is a q-learning run on FrozenLake-v1; the arena plays the runs of alphazero and muzero on two-player games", 1),
