@@ -632,7 +632,8 @@ def add_arena_parser(commands: Any) -> None:
         "(pure MCTS with random rollouts)) for --games games side by side, colours alternated, "
         "and report A's wins, draws and losses with 95% intervals. With --ladder, rate a run's "
         "networks at every checkpoint (RUN_DIR/snapshots) and the random player on one Elo "
-        "scale.",
+        "scale; with --snapshots, play B with A's network at every checkpoint (the learning "
+        "curve against B).",
     )
     ar.add_argument("a", metavar="A", help="a run directory or a built-in player")
     ar.add_argument("b", metavar="B", nargs="?", default=None, help="the other player")
@@ -656,6 +657,11 @@ def add_arena_parser(commands: Any) -> None:
         "--ladder",
         action="store_true",
         help="A is a run directory: the Elo ladder of its snapshots (no B)",
+    )
+    ar.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="A is a run directory: its network at every checkpoint plays B",
     )
     ar.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -951,6 +957,8 @@ def cmd_arena(args: argparse.Namespace) -> int:
     from bellman.experiment import arena
 
     if args.ladder:
+        if args.snapshots:
+            raise UsageError("--ladder and --snapshots are two reports: ask for one")
         if args.b is not None:
             raise UsageError("--ladder rates one run's snapshots: give one run directory")
         result = arena.ladder(args.a, args.games, args.seed, args.seed_index)
@@ -960,6 +968,14 @@ def cmd_arena(args: argparse.Namespace) -> int:
         raise UsageError("give two players, A and B (or --ladder with one run directory)")
     if args.simulations is not None:
         cfg.check_int("simulations", args.simulations, 1, 100_000, "a search's simulations")
+    if args.snapshots:
+        if arena.builtin(args.a) is not None:
+            raise UsageError(f"--snapshots plays a run's checkpoints: A is {args.a}, not a run")
+        result = arena.curve(
+            args.a, args.b, args.games, args.seed, args.seed_index, args.simulations
+        )
+        print(json.dumps(result) if args.json else arena.curve_report(result))
+        return 0
     result = arena.arena(
         args.a,
         args.b,

@@ -57,6 +57,13 @@ def ladder(run_dir: Path, games: int) -> dict:
     return json.loads(done.stdout)
 
 
+def snapshot_curve(run_dir: Path, opponent: str, games: int) -> dict:
+    cmd = [sys.executable, "-m", "bellman", "arena", str(run_dir), opponent, "--snapshots"]
+    cmd += ["--games", str(games), "--json"]
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
 def met(game: str, results: dict[str, dict]) -> bool:
     if game == "tic_tac_toe":
         return results["minimax"]["losses"] == 0
@@ -74,6 +81,22 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--evals", type=int, default=10)
     parser.add_argument("--eval-games", type=int, default=100)
+    parser.add_argument(
+        "--opponent-games",
+        action="append",
+        default=[],
+        metavar="OPPONENT=N",
+        help="games against one opponent instead of --games (e.g. mcts:128=50 on go_9x9)",
+    )
+    parser.add_argument("--checkpoints", type=int, default=10, help="snapshots of the run")
+    parser.add_argument("--ladder-games", type=int, default=40)
+    parser.add_argument(
+        "--curve-games",
+        type=int,
+        default=0,
+        help="games of seed 0's network at every checkpoint against each opponent (0: none)",
+    )
+    parser.add_argument("--note", default="", help="a sentence on how the run was made")
     args = parser.parse_args()
     meta = machine()
     out = OUT / f"alphazero-{args.game}"
@@ -84,6 +107,11 @@ def main() -> None:
     cmd = [sys.executable, "-m", "bellman", "train", "alphazero", "--env", args.game]
     cmd += ["--seeds", str(args.seeds), "--steps", str(args.steps), "--evals", str(args.evals)]
     cmd += ["--eval-episodes", str(args.eval_games), "--out", str(out), "--quiet"]
+    cmd += ["--checkpoint-every", str(max(args.steps // args.checkpoints, 1))]
+    games = {name: args.games for name in OPPONENTS[args.game]}
+    for item in args.opponent_games:
+        name, _, number = item.rpartition("=")
+        games[name] = int(number)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -92,10 +120,14 @@ def main() -> None:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [(r["step"], r["eval_return"]) for r in records if "eval_return" in r]
     results = [
-        {name: arena(out, name, i, args.games) for name in OPPONENTS[args.game]}
+        {name: arena(out, name, i, games[name]) for name in OPPONENTS[args.game]}
         for i in range(args.seeds)
     ]
-    elo = ladder(out, 40) if args.game == "go_9x9" else None
+    elo = ladder(out, args.ladder_games) if args.game == "go_9x9" else None
+    curves = {
+        name: snapshot_curve(out, name, args.curve_games)["points"]
+        for name in (OPPONENTS[args.game] if args.curve_games else [])
+    }
     budget, target = TARGETS[args.game]
     passed = all(met(args.game, r) for r in results) and wall <= budget
     (OUT / f"alphazero-{args.game}.json").write_text(
@@ -107,6 +139,7 @@ def main() -> None:
                 "curve": curve,
                 "arena": results,
                 "ladder": elo,
+                "snapshot_curves": curves,
             },
             indent=1,
         )
@@ -117,7 +150,9 @@ def main() -> None:
         f"{config['num_simulations']} simulations of {config['mcts']} search per move in "
         f"self-play, {config['eval_simulations']} when evaluated; a tower of {config['blocks']} "
         f"residual blocks of {config['channels']} channels), then `bellman arena RUN OPPONENT "
-        f"--games {args.games} --seed-index i` for each seed (colours alternated).",
+        f"--games N --seed-index i` for each seed (colours alternated; N: "
+        + ", ".join(f"{n} against {name}" for name, n in games.items())
+        + ").",
         "",
         f"- Wall time of the training run, process start to exit (compiling included): "
         f"**{wall:.0f} s** (budget {budget} s); {summary['steps_per_s']:.0f} moves of self-play "
@@ -149,6 +184,23 @@ def main() -> None:
     ]
     for step, returns in curve:
         lines.append(f"| {step:,} | " + " | ".join(f"{x:+.2f}" for x in returns) + " |")
+    if curves:
+        names = list(curves)
+        lines += [
+            "",
+            f"Win rate of seed 0's network at each checkpoint, {args.curve_games} games against "
+            f"each opponent (`bellman arena RUN OPPONENT --snapshots --games "
+            f"{args.curve_games}`; wins / draws / losses):",
+            "",
+            "| moves of self-play | " + " | ".join(names) + " |",
+            "|---:|" + "---:|" * len(names),
+        ]
+        for row in zip(*(curves[n] for n in names), strict=True):
+            cells = [
+                f"{p['wins'] / p['games']:.2f} ({p['wins']}/{p['draws']}/{p['losses']})"
+                for p in row
+            ]
+            lines.append(f"| {row[0]['step']:,} | " + " | ".join(cells) + " |")
     if elo is not None:
         lines += [
             "",
@@ -161,8 +213,10 @@ def main() -> None:
         lines += [f"| {p['player']} | {p['elo']:+.0f} |" for p in elo["players"]]
     body = "\n".join(lines)
     name = SECTIONS[args.game]
-    command = f"python benchmarks/alphazero_games.py --game {args.game} --seeds {args.seeds}"
-    write_section(name, body, meta, command + f" --steps {args.steps}")
+    if args.note:
+        body = args.note + "\n\n" + body
+    command = "python benchmarks/alphazero_games.py " + " ".join(sys.argv[1:])
+    write_section(name, body, meta, command)
     print(body)
 
 

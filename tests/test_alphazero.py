@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bellman.algos import alphazero
-from bellman.envs.games import GameEnv
+from bellman.envs.games import MIRRORED, GameEnv
+from bellman.errors import EnvError
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.policy import open_run
 from bellman.runners import selfplay
@@ -142,12 +143,33 @@ def test_check_errors_name_the_algorithm_and_the_game() -> None:
     assert "minimax plays tic_tac_toe only" in result.stderr
 
 
+@pytest.mark.parametrize("game", MIRRORED)
+def test_the_mirror_image_of_a_game_is_the_game_of_the_mirrored_moves(game: str) -> None:
+    env = GameEnv(game)
+    width = env.spec.obs_shape[1]
+    one_hot, board = np.eye(env.num_actions, dtype=np.float32), jnp.zeros(env.spec.obs_shape)
+    mirrored = lambda move: int(np.argmax(env.mirror(board, one_hot[move])[1]))
+    for moves in ([0, 1], [width - 1, 2], [1, width - 2, 0]):
+        state, image = position(env, moves), position(env, [mirrored(m) for m in moves])
+        obs, legal = env.mirror(state.observation, state.legal_action_mask)
+        assert (obs == image.observation).all() and (legal == image.legal_action_mask).all()
+        twice = env.mirror(*env.mirror(state.observation, state.legal_action_mask))
+        assert (twice[0] == state.observation).all()
+        assert (twice[1] == state.legal_action_mask).all()
+    assert mirrored(0) == width - 1
+    if game.startswith("go"):
+        assert mirrored(env.num_actions - 1) == env.num_actions - 1  # the pass
+    othello = GameEnv("othello").spec
+    with pytest.raises(EnvError, match="mirror=True needs a left-right symmetric game"):
+        alphazero.check_env(dataclasses.replace(SMALL, mirror=True), othello)
+
+
 ARGS = [
     "train", "alphazero", "--env", "tic_tac_toe", "--seeds", "2", "--steps", "2048",
     "--num-envs", "16", "--channels", "8", "--blocks", "1", "--num-simulations", "8",
     "--eval-simulations", "8", "--learning-starts", "64", "--batch-size", "32",
     "--log-every", "16", "--checkpoint-every", "256", "--evals", "0", "--eval-episodes", "4",
-    "--quiet",
+    "--mirror", "--quiet",
 ]  # fmt: skip
 
 

@@ -104,6 +104,13 @@ def test_a_run_plays_the_arena_and_has_a_ladder(run_dir: Path) -> None:
     assert len(ladder["players"]) == len(snapshots) + 1
     assert ladder["players"][0]["elo"] == 0.0
     assert all(np.isfinite(p["elo"]) for p in ladder["players"])
+    result = run_cli("arena", str(run_dir), "random", "--snapshots", "--games", "6", "--json")
+    assert result.returncode == 0, result.stderr
+    curve = json.loads(result.stdout)
+    assert curve["opponent"] == "random" and len(curve["points"]) == len(snapshots)
+    steps = [p["step"] for p in curve["points"]]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == 4096
+    assert all(p["wins"] + p["draws"] + p["losses"] == 6 for p in curve["points"])
 
 
 def test_a_person_plays_with_illegal_moves_refused(run_dir: Path) -> None:

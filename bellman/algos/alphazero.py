@@ -38,7 +38,7 @@ import optax
 from flax import struct
 
 from bellman import config as cfg
-from bellman.envs.games import GameEnv, is_game
+from bellman.envs.games import MIRRORED, GameEnv, is_game
 from bellman.envs.spaces import Discrete, EnvSpec
 from bellman.errors import EnvError
 
@@ -103,6 +103,12 @@ class AlphaZeroConfig:
     """Positions of finished games kept for training (the newest)."""
     learning_starts: int = 1_000
     """Positions stored before the first gradient step."""
+    mirror: bool = False
+    """Train on each sampled position or its mirror image, at random (the board reflected left
+    to right, its move targets with it), on the games whose rules that leaves unchanged
+    (`bellman.envs.games.MIRRORED`: tic-tac-toe, Connect Four, Go): twice the positions for
+    the same self-play. AlphaGo Zero augments with all eight symmetries of the Go board;
+    AlphaZero does not augment."""
 
     @property
     def steps_per_update(self) -> int:
@@ -231,6 +237,11 @@ def check_env(config: AlphaZeroConfig, spec: EnvSpec) -> None:
         raise EnvError(
             f"eval_opponent={config.eval_opponent} plays {needs} only; {spec.id}'s opponents are "
             "random and mcts"
+        )
+    if config.mirror and spec.id not in MIRRORED:
+        raise EnvError(
+            f"mirror=True needs a left-right symmetric game ({', '.join(MIRRORED)}); {spec.id}'s "
+            "rules are not"
         )
     if len(spec.obs_shape) != 3:
         raise EnvError(

@@ -43,6 +43,13 @@ the chess variants; Othello's 60 placements with passes, bounded)."""
 
 GAMES = tuple(MAX_MOVES)
 
+MIRRORED = ("tic_tac_toe", "connect_four", "go_9x9", "go_19x19")
+"""The games whose rules are unchanged by reflecting the board left to right, so that a
+position and its mirror image have the same value and mirrored move probabilities (AlphaGo
+Zero's data augmentation uses the eight symmetries of Go's board; this one of them holds for
+Connect Four too). Othello's opening position and Hex's board are not left-right symmetric; the
+chess variants' castling is not."""
+
 
 class GameEnv:
     """A pgx two-player game as a bellman env; see the module docstring."""
@@ -67,6 +74,30 @@ class GameEnv:
             max_episode_steps=self.max_moves,
         )
         self.cache_key = f"pgx:{game_id}:{self.game.version}:pgx-{pgx.__version__}"
+
+    # ----- symmetry -----
+    @property
+    def mirrored(self) -> bool:
+        """The game is left-right symmetric (`MIRRORED`): `mirror` applies."""
+        return self.id in MIRRORED
+
+    def mirror(self, obs: jax.Array, per_action: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The positions `obs` `[..., H, W, C]` reflected left to right, and the move arrays
+        `per_action` `[..., A]` (legal moves, policies) reordered to the mirrored moves.
+
+        A move is a column (Connect Four) or a point r * W + c (tic-tac-toe, Go, whose last move
+        is the pass, which stays); its mirror is the column or point W - 1 - c.
+        """
+        assert self.mirrored, f"{self.id} is not left-right symmetric"
+        width = self.spec.obs_shape[1]
+        if self.id == "connect_four":
+            moves = width - 1 - jnp.arange(width)
+        else:
+            point = jnp.arange(self.spec.obs_shape[0] * width)
+            moves = point - point % width + (width - 1 - point % width)
+            if self.num_actions > moves.size:  # the pass
+                moves = jnp.append(moves, jnp.arange(moves.size, self.num_actions))
+        return jnp.flip(obs, axis=-2), per_action[..., moves]
 
     # ----- the game, as the search algorithms use it -----
     def init(self, key: jax.Array) -> pgx.State:

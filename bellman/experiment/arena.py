@@ -284,29 +284,80 @@ def fit_elo(
     return np.insert(solved.x, anchor, 0.0)
 
 
-def ladder(
-    run_dir: str | Path, games: int = 100, seed: int = 0, seed_index: int = 0
-) -> dict[str, Any]:
-    """The Elo ladder of a run's snapshots (see the module docstring)."""
-    games = check_games(games)
-    path = cfg.as_path("run_dir", run_dir)
+def snapshot_players(
+    path: Path, seed_index: int, simulations: int | None, at_least: int = 1
+) -> tuple[TrainedRun, list[tuple[int, int]], list[selfplay.BatchedPlayer]]:
+    """The run in `path`, its snapshots' (update, env step) and the player of seed
+    `seed_index`'s network at each."""
     trained = open_self_play(path, seed_index)
     found = snapshots(path)
-    if len(found) < 2:
+    if len(found) < at_least:
         raise RunDirError(
-            f"{path} has {len(found)} snapshot(s) in {SNAPSHOTS}/; a ladder needs two or more "
+            f"{path} has {len(found)} snapshot(s) in {SNAPSHOTS}/; {at_least} or more are needed "
             "(a self-play run saves one at every checkpoint)"
         )
     env = trained.env.jax_env
     assert isinstance(env, GameEnv)
     template = {"params": jax.eval_shape(lambda s: s.params, trained.algo_state)}
     module, config = trained.info.module, trained.config
-    agents = []
-    for _, snapshot in found:
-        parts, _ = ckpt.load(snapshot, template)
+    if simulations is not None:
+        config = dataclasses.replace(config, eval_simulations=simulations)
+    agents, when = [], []
+    for update, snapshot in found:
+        parts, meta = ckpt.load(snapshot, template)
         params = jax.tree.map(lambda x: x[seed_index], parts["params"])
         state = jax.tree.map(lambda x: x[seed_index], trained.algo_state).replace(params=params)
         agents.append(selfplay.agent_player(module, config, env, state))
+        when.append((update, int(meta.get("step", 0))))
+    return trained, when, agents
+
+
+def curve(
+    run_dir: str | Path,
+    opponent: str,
+    games: int = 100,
+    seed: int = 0,
+    seed_index: int = 0,
+    simulations: int | None = None,
+) -> dict[str, Any]:
+    """The learning curve of a run against a fixed `opponent` (a built-in player or another
+    run): its network at every snapshot plays `games` games against it, colours alternated."""
+    games = check_games(games)
+    path = cfg.as_path("run_dir", run_dir)
+    trained, found, agents = snapshot_players(path, seed_index, simulations)
+    env = trained.env.jax_env
+    assert isinstance(env, GameEnv)
+    other = contender(opponent, seed_index, simulations)
+    game_of([other], env.id)
+    b = other.make(env)
+    points = []
+    for (update, step), agent in zip(found, agents, strict=True):
+        outcomes = play(env, agent, b, games, seed)
+        points.append({"update": update, "step": step, **summarize(outcomes)})
+    return {"run_dir": str(path), "env": env.id, "opponent": other.label, "points": points}
+
+
+def curve_report(result: dict[str, Any]) -> str:
+    """The lines `bellman arena RUN_DIR OPPONENT --snapshots` prints."""
+    lines = [f"{result['run_dir']} at each snapshot vs {result['opponent']} on {result['env']}"]
+    for p in result["points"]:
+        lo, hi = p["score_interval"]
+        lines.append(
+            f"  step {p['step']:>12,}: wins {p['wins']}, draws {p['draws']}, losses "
+            f"{p['losses']}; score {p['score']:.3f} [95%: {lo:.3f}, {hi:.3f}]"
+        )
+    return "\n".join(lines)
+
+
+def ladder(
+    run_dir: str | Path, games: int = 100, seed: int = 0, seed_index: int = 0
+) -> dict[str, Any]:
+    """The Elo ladder of a run's snapshots (see the module docstring)."""
+    games = check_games(games)
+    path = cfg.as_path("run_dir", run_dir)
+    trained, found, agents = snapshot_players(path, seed_index, None, at_least=2)
+    env = trained.env.jax_env
+    assert isinstance(env, GameEnv)
     labels = ["random", *(f"update {u}" for u, _ in found)]
     everyone = [selfplay.opponent_player("random", env, 0), *agents]
     last = len(everyone) - 1

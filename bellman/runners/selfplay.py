@@ -8,7 +8,8 @@ One update, for one seed (`update`):
         play a_t; where a game ended, its outcome z gives each recorded
           position its value target z[player_t], and its positions go to
           the replay; the game starts again
-    gradient_steps times: sample positions, one gradient step               (algo.learn)
+    gradient_steps times: sample positions (each mirrored at random where the
+        config asks it), one gradient step                                 (algo.learn)
 
 `CompiledRunner` runs chunks of these updates for every seed in one program, as for the other
 families. A game's record holds `max_moves` positions (the game's longest), so a finished game's
@@ -172,12 +173,16 @@ def update(
         algo_state, key = carry
         key, sample_key = jax.random.split(key)
         index = jax.random.randint(sample_key, (config.batch_size,), 0, replay.size)
-        batch = algo.Batch(
-            obs=replay.obs[index],
-            legal=replay.legal[index],
-            policy=replay.policy[index],
-            value=replay.value[index],
-        )
+        obs, legal, policy = replay.obs[index], replay.legal[index], replay.policy[index]
+        if config.mirror:  # each position or its mirror image, at random
+            key, mirror_key = jax.random.split(key)
+            flip = jax.random.bernoulli(mirror_key, 0.5, (config.batch_size,))
+            flipped_obs, flipped = env.mirror(obs, jnp.stack([legal, policy], axis=1))
+            where = lambda x, y: jnp.where(flip.reshape((-1,) + (1,) * (x.ndim - 1)), x, y)
+            obs = where(flipped_obs, obs)
+            legal = where(flipped[:, 0].astype(bool), legal)
+            policy = where(flipped[:, 1], policy)
+        batch = algo.Batch(obs=obs, legal=legal, policy=policy, value=replay.value[index])
         algo_state, learned = algo.learn(config, env.spec, algo_state, batch)
         return (algo_state, key), learned
 
