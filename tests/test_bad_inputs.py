@@ -9,7 +9,7 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 193 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
+- 199 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
   list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
@@ -248,6 +248,9 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train alphazero --env tic_tac_toe --num-simulations 0", "num_simulations must be at least 1, not 0", 2),
     ("train alphazero --env tic_tac_toe --batch-size 512 --buffer-size 100", "batch_size (512) must be at most buffer_size (100)", 2),
     ("train alphazero --env tic_tac_toe --dirichlet-fraction 1.5", "dirichlet_fraction must lie in [0, 1], not 1.5", 2),
+    ("train q-learning --env DynaMaze-v0 --planning-steps 5", "planning_steps and kappa are Dyna-Q's settings; q-learning does not plan (train dyna-q)", 2),
+    ("train dyna-q --env DynaMaze-v0 --kappa -1", "kappa must be at least 0, not -1", 2),
+    ("train alphazero --env othello --mirror", "mirror=True needs a left-right symmetric game", 2),
     # muzero: single-agent envs and games, compiled
     ("train muzero --env Pendulum-v1", "muzero searches over finitely many actions", 2),
     ("train muzero --env LunarLander-v3", "muzero runs on the compiled backend, with JAX envs", 2),
@@ -262,6 +265,9 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("arena random random --env tic_tac_toe --games 1000000", "games must be at most 100,000", 2),
     ("arena {finished} --ladder", "is a q-learning run on FrozenLake-v1", 1),
     ("arena random random --ladder --env tic_tac_toe", "--ladder rates one run's snapshots: give one run directory", 2),
+    ("arena {finished} random --ladder --snapshots", "--ladder and --snapshots are two reports: ask for one", 2),
+    ("arena random random --snapshots --env tic_tac_toe", "--snapshots plays a run's checkpoints: A is random, not a run", 2),
+    ("arena {finished} random --snapshots", "is a q-learning run on FrozenLake-v1", 1),
     ("play {finished}", "is a q-learning run on FrozenLake-v1", 1),
     ("play {finished} --simulations 0", "simulations must be at least 1, not 0", 2),
     # list, and no command
@@ -528,6 +534,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sarsa": {"epsilon_decay_steps": 1000},
     "expected-sarsa": {"alpha": 1.0},
     "td0": {"gamma": 0.0},
+    "dyna-q": {"planning_steps": 50, "kappa": 1e-3},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }

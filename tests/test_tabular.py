@@ -15,9 +15,9 @@ import pytest
 
 import bellman
 from bellman.algos import dp, tabular
-from bellman.envs import finite, registry
+from bellman.envs import finite, grids, registry
 from bellman.envs.spaces import Box, Discrete, EnvSpec
-from bellman.errors import EnvError
+from bellman.errors import ConfigError, EnvError
 from bellman.rollout import Rollout
 
 SPEC = EnvSpec(
@@ -217,3 +217,107 @@ def test_q_learning_on_the_discretised_pendulum_beats_random_play(tmp_path: Path
     assert random_play < -1000, random_play  # about -1200: the pendulum mostly hangs and swings
     assert learned.mean() > random_play + 600, (learned, random_play)
     assert learned.min() > random_play + 400, (learned, random_play)  # every seed swings it up
+
+
+# ----- Dyna-Q -----
+
+
+def dyna_run(config: tabular.TabularConfig, steps: int, seed: int = 0) -> tabular.TabularState:
+    """`steps` env steps of `config` on the Dyna Maze, one env, one step at a time."""
+    env = finite.FiniteMDPEnv(grids.dyna_maze())
+
+    def step(carry: tuple, key: jax.Array) -> tuple[tuple, None]:
+        algo, env_state, obs = carry
+        act_key, env_key, learn_key = jax.random.split(key, 3)
+        action, _ = tabular.act(config, env.spec, algo, obs[None], act_key)
+        env_state, ts = env.step(env_key, env_state, action[0])
+        rollout = Rollout(
+            obs=obs[None, None],
+            action=action[None],
+            reward=ts.reward[None, None],
+            terminated=ts.terminated[None, None],
+            truncated=ts.truncated[None, None],
+            next_obs=ts.final_obs[None, None],
+            policy_info=None,
+        )
+        algo, _ = tabular.learn(config, env.spec, algo, rollout, learn_key)
+        return (algo, env_state, ts.obs), None
+
+    key = jax.random.PRNGKey(seed)
+    algo = tabular.init(key, config, env.spec, steps)
+    env_state, ts = env.reset(key)
+    run = jax.jit(lambda c, keys: jax.lax.scan(step, c, keys)[0])
+    return run((algo, env_state, ts.obs), jax.random.split(key, steps))[0]
+
+
+def test_the_dyna_maze_is_the_books() -> None:
+    maze = grids.dyna_maze()
+    assert maze.num_states == 6 * 9 - 7 and maze.gamma == 0.95
+    v = np.asarray(dp.value_iteration(maze, tol=1e-10).values)
+    start = int(np.argmax(np.asarray(maze.initial_distribution)))
+    # the shortest path takes 14 moves: +1 on the 14th, discounted 13 times
+    assert v[start] == pytest.approx(0.95**13, rel=1e-6)
+    # a uniform random walk (Q_0 = 0 with random tie-breaks) takes 869 steps on average
+    p = np.asarray(maze.transitions).mean(axis=1)
+    inner = np.flatnonzero(~np.asarray(maze.terminal))
+    hitting = np.linalg.solve(np.eye(inner.size) - p[np.ix_(inner, inner)], np.ones(inner.size))
+    assert hitting[np.searchsorted(inner, start)] == pytest.approx(868.73, abs=0.01)
+
+
+def test_dyna_q_with_a_learned_perfect_model_reaches_value_iterations_fixed_point() -> None:
+    # a deterministic maze: once every (s, a) is tried the model is exact, and planning updates
+    # drive Q to the Bellman optimality fixed point of the true MDP
+    config = tabular.TabularConfig(
+        method="dyna-q", alpha=0.5, gamma=0.95, epsilon=1.0, planning_steps=50
+    )
+    state = dyna_run(config, 4000)
+    maze = grids.dyna_maze()
+    q_star = np.asarray(dp.q_value_iteration(maze, tol=1e-10).q_values)
+    inner = ~np.asarray(maze.terminal)
+    assert np.asarray(state.model.tried)[inner].all()
+    np.testing.assert_allclose(np.asarray(state.q)[inner], q_star[inner], atol=1e-4)
+
+
+def test_dyna_q_without_planning_is_q_learning_and_planning_speeds_it_up() -> None:
+    plain = tabular.TabularConfig(method="q-learning", alpha=0.1, gamma=0.95)
+    dyna0 = dataclasses.replace(plain, method="dyna-q")
+    same = [np.asarray(dyna_run(c, 6000).q) for c in (plain, dyna0)]
+    np.testing.assert_array_equal(same[0], same[1])
+    # after 6,000 steps (seed 0 first reaches the goal after 2,000), 50 planning steps per step
+    # have spread the goal's value back to the start; Q-learning alone has not
+    maze = grids.dyna_maze()
+    start = int(np.argmax(np.asarray(maze.initial_distribution)))
+    planned = np.asarray(dyna_run(dataclasses.replace(dyna0, planning_steps=50), 6000).q)
+    assert planned[start].max() > 0.5 * 0.95**13 and same[0][start].max() < 0.1 * 0.95**13
+
+
+def test_dyna_q_plus_plans_untried_actions_with_a_bonus() -> None:
+    config = tabular.TabularConfig(
+        method="dyna-q", alpha=1.0, gamma=0.9, planning_steps=1, kappa=0.5
+    )
+    state = tabular.init(jax.random.PRNGKey(0), config, SPEC, 10)
+    # one real step: (0, 0) -> 1 with reward 0, at env step 1; planning then draws state 0 and
+    # either action; untried action 1 is modelled as a self-loop with reward 0
+    model = state.model
+    q, _ = tabular.plan(
+        config,
+        jnp.zeros((2, 2)),
+        model.replace(
+            next_state=model.next_state.at[0, 0].set(1),
+            tried=model.tried.at[0, 0].set(True),
+            last_tried=model.last_tried.at[0, 0].set(1),
+        ),
+        jnp.asarray(5),
+        jax.random.PRNGKey(3),
+    )
+    # planned reward 0 + kappa sqrt(tau): tau = 5 - 1 for the tried action, 5 - 0 for the other
+    updated = np.flatnonzero(np.asarray(q[0]))
+    assert updated.size == 1
+    a = int(updated[0])
+    assert float(q[0, a]) == pytest.approx(0.5 * np.sqrt(4.0 if a == 0 else 5.0))
+
+
+def test_planning_settings_belong_to_dyna_q() -> None:
+    with pytest.raises(ConfigError, match="planning_steps and kappa are Dyna-Q's settings"):
+        tabular.TabularConfig(method="q-learning", planning_steps=5).validate()
+    assert bellman.algos.get("dyna-q").make_config().planning_steps == 5

@@ -39,13 +39,13 @@ SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 
 
-def _tabular(method: str, summary: str) -> AlgoInfo:
+def _tabular(method: str, summary: str, **defaults: object) -> AlgoInfo:
     return AlgoInfo(
         method,
         tabular,
         "tabular",
         summary,
-        defaults={"method": method},
+        defaults={"method": method, **defaults},
         values_and_policy=tabular.values_and_policy,
     )
 
@@ -128,6 +128,12 @@ ALGOS: dict[str, AlgoInfo] = {
         "expected-sarsa", "tabular Expected SARSA (van Seijen et al., 2009)"
     ),
     "td0": _tabular("td0", "tabular TD(0) prediction of the random policy (Sutton, 1988)"),
+    "dyna-q": _tabular(
+        "dyna-q",
+        "tabular Dyna-Q (Sutton, 1990): Q-learning plus planning updates from a learned model; "
+        "Dyna-Q+ with --kappa",
+        planning_steps=5,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Tabular TD learning: TD(0) prediction, Q-learning (Watkins, 1989), SARSA and Expected SARSA.
+"""Tabular TD learning: TD(0) prediction, Q-learning (Watkins, 1989), SARSA, Expected SARSA, and
+Dyna-Q (Sutton, 1990), Q-learning that also plans with a model it learns.
 
 Sutton & Barto (2018), chapter 6, with a table indexed by state and action and step size alpha:
 
@@ -6,6 +7,20 @@ Sutton & Barto (2018), chapter 6, with a table indexed by state and action and s
     SARSA:           Q(S,A) <- Q(S,A) + alpha [R + gamma Q(S',A') - Q(S,A)]                (6.7)
     Q-learning:      Q(S,A) <- Q(S,A) + alpha [R + gamma max_a Q(S',a) - Q(S,A)]           (6.8)
     Expected SARSA:  Q(S,A) <- Q(S,A) + alpha [R + gamma sum_a pi(a|S') Q(S',a) - Q(S,A)]  (6.9)
+
+Dyna-Q (chapter 8, the tabular Dyna-Q box), after each real step (S, A, R, S'):
+
+    (d) direct RL:   Q-learning's update (6.8) on the real transition
+    (e) model:       Model(S, A) <- R, S'      (the last outcome seen: deterministic envs)
+    (f) planning, n times (`planning_steps`):
+          S <- a random previously observed state
+          A <- a random action previously taken in S
+          R, S' <- Model(S, A)
+          Q(S,A) <- Q(S,A) + alpha [R + gamma max_a Q(S',a) - Q(S,A)]
+
+Dyna-Q+ (section 8.3, `kappa` > 0) plans with R + kappa sqrt(tau), tau the real steps since
+(S, A) was last tried, and lets planning pick any action of an observed state: an untried one is
+modelled as leading back to S with reward 0. With n = 0 Dyna-Q is Q-learning.
 
 Behaviour is epsilon-greedy in Q (ties broken at random); TD(0) evaluates the equiprobable random
 policy. A terminal S' contributes nothing after R; a time-limit cut still bootstraps from S'.
@@ -21,7 +36,7 @@ S' with the same table, the textbook's order. Many seeds are vmapped in one prog
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -34,15 +49,18 @@ from bellman.errors import EnvError
 from bellman.mdp import best, best_action
 from bellman.rollout import Rollout
 
-Method = Literal["q-learning", "sarsa", "expected-sarsa", "td0"]
+Method = Literal["q-learning", "sarsa", "expected-sarsa", "td0", "dyna-q"]
 
 
 @dataclass(frozen=True)
 class TabularConfig:
     """Settings of the tabular TD methods; the defaults are the textbook's usual ones."""
 
+    STATIC_FLOATS: ClassVar[tuple[str, ...]] = ("kappa",)
+
     method: Method = "q-learning"
-    """Which update: q-learning, sarsa, expected-sarsa, or td0 (prediction of the random policy)."""
+    """Which update: q-learning, sarsa, expected-sarsa, td0 (prediction of the random policy) or
+    dyna-q (Q-learning with planning updates from a learned model)."""
     alpha: float = 0.1
     """Step size alpha of the update, in (0, 1]."""
     gamma: float = 0.99
@@ -59,6 +77,11 @@ class TabularConfig:
     the greedy policy minimises them."""
     num_envs: int = 1
     """Parallel environments per seed, whose updates are applied together every step."""
+    planning_steps: int = 0
+    """Dyna-Q: n, the planning updates from the model after each real step (of all num_envs
+    envs); `bellman train dyna-q` sets 5."""
+    kappa: float = 0.0
+    """Dyna-Q+: the exploration bonus kappa sqrt(tau) on planned rewards (0: Dyna-Q)."""
 
     @property
     def num_steps(self) -> int:
@@ -79,6 +102,12 @@ class TabularConfig:
         cfg.within(self, 0, 1, "gamma", "epsilon")
         cfg.at_least(self, 0, "epsilon_decay_steps")
         cfg.at_least(self, 1, "num_envs")
+        cfg.at_least(self, 0, "planning_steps", "kappa")
+        cfg.require(
+            self.method == "dyna-q" or (self.planning_steps == 0 and self.kappa == 0.0),
+            f"planning_steps and kappa are Dyna-Q's settings; {self.method} does not plan "
+            "(train dyna-q)",
+        )
 
 
 Config = TabularConfig
@@ -115,12 +144,25 @@ class Pending(struct.PyTreeNode):
     """False before the first step."""
 
 
+class Model(struct.PyTreeNode):
+    """Dyna's table model: the last outcome of every tried (s, a), `[S, A]` each."""
+
+    next_state: jax.Array
+    reward: jax.Array
+    """In the objective's convention (costs for objective="cost")."""
+    terminal: jax.Array
+    tried: jax.Array
+    last_tried: jax.Array
+    """The env step (per env) at which (s, a) was last tried, for Dyna-Q+'s tau."""
+
+
 class TabularState(struct.PyTreeNode):
     q: jax.Array
     """Q(s, a) `[S, A]`, in the objective's convention (costs for objective="cost")."""
     v: jax.Array
     """V(s) `[S]`, learned by TD(0) only."""
     pending: Pending
+    model: Model
     steps: jax.Array
     """Env steps taken per env, for the epsilon schedule."""
     updates: jax.Array
@@ -136,10 +178,14 @@ def init(key: jax.Array, config: TabularConfig, spec: EnvSpec, total_updates: in
         jnp.zeros((b,), jnp.float32),
         jnp.zeros((b,), bool),
     )
+    table = lambda dtype: jnp.zeros((num_states, num_actions), dtype)
     return TabularState(
         q=jnp.full((num_states, num_actions), config.initial_value, jnp.float32),
         v=jnp.full((num_states,), config.initial_value, jnp.float32),
         pending=Pending(zeros_i, zeros_i, zeros_f, zeros_i, false, false, false),
+        model=Model(
+            table(jnp.int32), table(jnp.float32), table(bool), table(bool), table(jnp.int32)
+        ),
         steps=jnp.zeros((), jnp.int32),
         updates=jnp.zeros((), jnp.int32),
         total_updates=total_updates,
@@ -230,9 +276,22 @@ def learn(
     q, v, pending = state.q, state.v, state.pending
     everything = jnp.ones_like(terminated)
 
+    model = state.model
+    planning: dict[str, jax.Array] = {}
     if config.method == "td0":
         delta = r + bootstrap * v[s_next] - v[s]  # (6.2)
         v = v.at[s].add(config.alpha * delta)
+    elif config.method == "dyna-q":
+        target = r + bootstrap * best(q[s_next], config.minimize)  # (d) direct RL: (6.8)
+        q, delta = _td_update(config, q, s, a, target, everything)
+        model = model.replace(  # (e)
+            next_state=model.next_state.at[s, a].set(s_next),
+            reward=model.reward.at[s, a].set(r),
+            terminal=model.terminal.at[s, a].set(terminated),
+            tried=model.tried.at[s, a].set(True),
+            last_tried=model.last_tried.at[s, a].set(state.steps + 1),
+        )
+        q, planning = plan(config, q, model, state.steps + 1, key)  # (f)
     elif config.method == "q-learning":
         target = r + bootstrap * best(q[s_next], config.minimize)  # (6.8)
         q, delta = _td_update(config, q, s, a, target, everything)
@@ -252,9 +311,10 @@ def learn(
         pending = Pending(s, a, r, s_next, terminated, truncated, jnp.ones_like(p.valid))
 
     new_state = state.replace(
-        q=q, v=v, pending=pending, steps=state.steps + 1, updates=state.updates + 1
+        q=q, v=v, pending=pending, model=model, steps=state.steps + 1, updates=state.updates + 1
     )
     metrics = {
+        **planning,
         "td_error": jnp.mean(jnp.abs(delta)),
         "epsilon": epsilon(config, state),
         "value_visited": jnp.mean(best(q[s], config.minimize))
@@ -262,3 +322,37 @@ def learn(
         else jnp.mean(v[s]),
     }
     return new_state, metrics
+
+
+def plan(
+    config: TabularConfig, q: jax.Array, model: Model, now: jax.Array, key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Dyna's planning: `planning_steps` Q-learning updates on transitions drawn from `model`
+    (step (f)); `now` is the env steps taken, for Dyna-Q+'s tau. Returns Q and metrics."""
+    observed = model.tried.any(axis=1)
+    dyna_plus = config.kappa > 0.0
+    sign = -1.0 if config.minimize else 1.0
+
+    def update(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        q, total = carry
+        state_key, action_key = jax.random.split(jax.random.fold_in(key, i))
+        s = jax.random.categorical(state_key, jnp.where(observed, 0.0, -jnp.inf))
+        choices = jnp.ones_like(model.tried[s]) if dyna_plus else model.tried[s]
+        a = jax.random.categorical(action_key, jnp.where(choices, 0.0, -jnp.inf))
+        tried = model.tried[s, a]
+        s_next = jnp.where(tried, model.next_state[s, a], s)  # Dyna-Q+: untried -> back to S
+        r = jnp.where(tried, model.reward[s, a], 0.0)
+        if dyna_plus:
+            tau = (now - model.last_tried[s, a]).astype(jnp.float32)
+            r = r + sign * config.kappa * jnp.sqrt(tau)
+        bootstrap = config.gamma * (1.0 - (tried & model.terminal[s, a]).astype(jnp.float32))
+        target = r + bootstrap * best(q[s_next], config.minimize)
+        delta = target - q[s, a]
+        return q.at[s, a].add(config.alpha * delta), total + jnp.abs(delta)
+
+    n = config.planning_steps
+    q, total = jax.lax.fori_loop(0, n, update, (q, jnp.zeros((), jnp.float32)))
+    return q, {
+        "planning_td_error": total / max(n, 1),
+        "model_pairs": model.tried.sum().astype(jnp.float32),
+    }

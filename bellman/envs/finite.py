@@ -31,6 +31,7 @@ MDPS: dict[str, Callable[[], FiniteMDP]] = {
     "Maze-v0": grids.maze,
     "CliffWalking-v0": grids.cliff_walking,
     "WindyGridWorld-v0": grids.windy_gridworld,
+    "DynaMaze-v0": grids.dyna_maze,
     "GamblersProblem-v0": grids.gamblers_problem,
     "JacksCarRental-v0": grids.jacks_car_rental,
 }
@@ -219,6 +220,7 @@ _LIMITS = {
     "Maze-v0": 100,
     "CliffWalking-v0": 1000,
     "WindyGridWorld-v0": 1000,
+    "DynaMaze-v0": 2000,
     "JacksCarRental-v0": 100,
 }
 """The time limits of `MDPS` (the `max_episode_steps` each builder sets), known without building

@@ -5,6 +5,7 @@
 - `gridworld_5x5`: Sutton & Barto Example 3.5, with the A -> A' and B -> B' teleports.
 - `cliff_walking`: Sutton & Barto Example 6.6.
 - `windy_gridworld`: Sutton & Barto Example 6.5.
+- `dyna_maze`: Sutton & Barto Example 8.1, the maze of Dyna-Q's planning experiment.
 - `gamblers_problem`: Sutton & Barto Example 4.3.
 - `jacks_car_rental`: Sutton & Barto Example 4.2.
 
@@ -168,6 +169,50 @@ def cliff_walking() -> FiniteMDP:
         action_names=GRID_ACTIONS,
         layout=layout,
         max_episode_steps=1000,
+    )
+
+
+DYNA_START, DYNA_GOAL = (2, 0), (0, 8)
+DYNA_WALLS = ((1, 2), (2, 2), (3, 2), (4, 5), (0, 7), (1, 7), (2, 7))
+
+
+def dyna_maze() -> FiniteMDP:
+    """Example 8.1: 6x9, start (2, 0), goal (0, 8), walls in column 2 (rows 1-3), column 7
+    (rows 0-2) and at (4, 5); reward 0 on every move except +1 on reaching the goal, which ends
+    the episode; gamma = 0.95. A move into a wall or off the grid leaves the agent in place. The
+    shortest path takes 14 moves (Figure 8.2's optimum).
+
+    Run as an env, episodes are cut at 2,000 steps (the textbook has no limit; its first episode
+    of Q-learning takes about 1,700 steps on average).
+    """
+    shape = (6, 9)
+    walls = set(DYNA_WALLS)
+    cells = tuple((r, c) for r in range(6) for c in range(9) if (r, c) not in walls)
+    layout = GridLayout(
+        shape, cells, blocked=DYNA_WALLS, marks=((DYNA_START, "S"), (DYNA_GOAL, "G"))
+    )
+    index = {cell: s for s, cell in enumerate(cells)}
+    start, goal = index[DYNA_START], index[DYNA_GOAL]
+    terminal = np.zeros(len(cells), bool)
+    terminal[goal] = True
+
+    def outcomes(s: int, a: int) -> list[tuple[float, int, float]]:
+        if s == goal:
+            return [(1.0, s, 0.0)]
+        s_next = index.get(_move(cells[s], a, shape), s)  # a wall leaves the agent in place
+        return [(1.0, s_next, 1.0 if s_next == goal else 0.0)]
+
+    return mdp_lib.from_transitions(
+        len(cells),
+        4,
+        outcomes,
+        0.95,
+        terminal=terminal,
+        initial_distribution=np.eye(len(cells))[start],
+        name="DynaMaze-v0",
+        action_names=GRID_ACTIONS,
+        layout=layout,
+        max_episode_steps=2000,
     )
 
 
