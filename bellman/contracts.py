@@ -12,6 +12,8 @@ and the registry entry (`AlgoInfo`).
   (`runners.selfplay`) on two-player games: AlphaZero;
 - unroll, `UnrollAlgorithm`: search through a learned model -> act -> store trajectories ->
   learn from K-step unrolls (`runners.unroll`), on single-agent envs and games: MuZero;
+- control, `ControlAlgorithm`: plan from the env's state through its own step function -> act
+  (`runners.control`), nothing learned: model predictive control (CEM, MPPI);
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -287,6 +289,44 @@ class UnrollAlgorithm(Algorithm, Protocol):
 
 
 @runtime_checkable
+class ControlAlgorithm(Protocol):
+    """A controller that plans with the env's own dynamics from the env's state
+    (`runners.control`): model predictive control. It has no policy of observations alone (no
+    `greedy`): its evaluation plans too."""
+
+    __name__: str
+
+    @property
+    def Config(self) -> type[Any]:
+        """Its settings: a frozen dataclass, a docstring per field, with `validate()`."""
+        ...
+
+    @property
+    def DEFAULT_STEPS(self) -> int:
+        """Env steps per seed a run takes unless told."""
+        ...
+
+    def check_env(self, config: Any, spec: EnvSpec) -> None:
+        """Raise EnvError if the controller cannot act in the env."""
+        ...
+
+    def init(self, key: jax.Array, config: Any, spec: EnvSpec, total_updates: int) -> Any:
+        """One seed's state (a pytree) for `config.num_envs` envs."""
+        ...
+
+    def act(
+        self, config: Any, env: Any, state: Any, env_states: Any, key: jax.Array
+    ) -> tuple[jax.Array, Any, Any]:
+        """The actions `[E, ...]` planned from the envs' states `[E]` through `env.step`, the
+        new state, and what the planning found (`.planned_return`, `.best_return`, `[E]`)."""
+        ...
+
+    def reset(self, config: Any, spec: EnvSpec, state: Any, done: jax.Array) -> Any:
+        """The state with the envs whose episode ended (`done` `[E]`) started afresh."""
+        ...
+
+
+@runtime_checkable
 class PlanningAlgorithm(Protocol):
     """Exact planning on a finite MDP (`bellman.algos.dp`), run by `bellman solve`."""
 
@@ -319,7 +359,7 @@ class PlanningAlgorithm(Protocol):
         ...
 
 
-Family = Literal["on_policy", "tabular", "off_policy", "self_play", "unroll"]
+Family = Literal["on_policy", "tabular", "off_policy", "self_play", "unroll", "control"]
 
 PROTOCOLS: dict[Family, type] = {
     "on_policy": OnPolicyAlgorithm,
@@ -327,6 +367,7 @@ PROTOCOLS: dict[Family, type] = {
     "off_policy": OffPolicyAlgorithm,
     "self_play": SelfPlayAlgorithm,
     "unroll": UnrollAlgorithm,
+    "control": ControlAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -432,7 +473,7 @@ class AlgoInfo:
     family: Family
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
     for `on_policy` and `tabular`, the self-play one for `self_play`, the unroll one for
-    `unroll`."""
+    `unroll`, the control one for `control`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

@@ -9,7 +9,7 @@ stderr, `bellman: error: <sentence>`, no traceback and no run directory; from Py
 `bellman.BellmanError` subclass carrying the same sentence.
 
 Tally:
-- 199 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
+- 203 CLI cases (train for every algorithm family, seed groups, sweep, eval, solve, arena, play,
   list, resume flags), run
   in-process through `bellman.cli.main`;
 - 4 CLI cases through a real `python -m bellman` process;
@@ -250,6 +250,10 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train alphazero --env tic_tac_toe --dirichlet-fraction 1.5", "dirichlet_fraction must lie in [0, 1], not 1.5", 2),
     ("train q-learning --env DynaMaze-v0 --planning-steps 5", "planning_steps and kappa are Dyna-Q's settings; q-learning does not plan (train dyna-q)", 2),
     ("train dyna-q --env DynaMaze-v0 --kappa -1", "kappa must be at least 0, not -1", 2),
+    ("train mpc --env CartPole-v1", "mpc optimises bounded continuous actions (CEM and MPPI sample them); CartPole-v1 has the action space Discrete(2)", 2),
+    ("train mpc --env Pendulum-v1 --backend gymnasium", "mpc plans through the env's own step function, a JAX function on the compiled backend", 2),
+    ("train mpc --env Pendulum-v1 --elites 600", "elites (600) must be at most population (500)", 2),
+    ("train mpc --env Pendulum-v1 --planner ilqr", "invalid choice: 'ilqr'", 2),
     ("train alphazero --env othello --mirror", "mirror=True needs a left-right symmetric game", 2),
     # muzero: single-agent envs and games, compiled
     ("train muzero --env Pendulum-v1", "muzero searches over finitely many actions", 2),
@@ -535,6 +539,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "expected-sarsa": {"alpha": 1.0},
     "td0": {"gamma": 0.0},
     "dyna-q": {"planning_steps": 50, "kappa": 1e-3},
+    "mpc": {"planner": "mppi", "temperature": 0.5, "warm_start": False, "horizon": 10},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }
@@ -543,6 +548,7 @@ ENVS = {
     "td3": "Pendulum-v1",
     "sac": "Pendulum-v1",
     "alphazero": "connect_four",
+    "mpc": "Pendulum-v1",
 }
 
 

@@ -53,8 +53,13 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
     check_module(info.module, PROTOCOLS[info.family])
     module = info.module
     # the declared capabilities have the declared kinds
-    assert module.evaluation_action is None or callable(module.evaluation_action)
-    if info.family == "off_policy":
+    if info.family == "control":  # a controller: no policy of observations, no capabilities
+        assert not hasattr(module, "greedy")
+    else:
+        assert module.evaluation_action is None or callable(module.evaluation_action)
+    if info.family == "control":
+        assert callable(module.reset)
+    elif info.family == "off_policy":
         assert issubclass(module.Config, ReplayLoop)
         assert module.NOISE is None or isinstance(module.NOISE, ExplorationNoise)
         assert module.epsilon is None or callable(module.epsilon)
@@ -81,6 +86,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
     }
     assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "control"} == {"mpc"}
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None

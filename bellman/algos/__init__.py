@@ -7,9 +7,10 @@ gets, settings that follow from the env, a value table to plot.
 
 from __future__ import annotations
 
-from bellman.algos import a2c, alphazero, ddpg, dqn, muzero, ppo, reinforce, sac, tabular
+from bellman.algos import a2c, alphazero, ddpg, dqn, mpc, muzero, ppo, reinforce, sac, tabular
 from bellman.contracts import (
     AlgoInfo,
+    ControlAlgorithm,
     OffPolicyAlgorithm,
     OnPolicyAlgorithm,
     SelfPlayAlgorithm,
@@ -21,6 +22,7 @@ from bellman.presets import Presets
 
 __all__ = [
     "ALGOS",
+    "CONTROL",
     "OFF_POLICY",
     "ON_POLICY",
     "SELF_PLAY",
@@ -37,6 +39,7 @@ TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
 OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac)
 SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
+CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
 
 
 def _tabular(method: str, summary: str, **defaults: object) -> AlgoInfo:
@@ -121,6 +124,13 @@ ALGOS: dict[str, AlgoInfo] = {
         "model, on single-agent envs and two-player games",
         presets=Presets("muzero", muzero.MuZeroConfig),
         preset_for=muzero.preset_for,
+    ),
+    "mpc": AlgoInfo(
+        "mpc",
+        mpc,
+        "control",
+        "model predictive control with the env's own dynamics: CEM or MPPI over a receding "
+        "horizon, nothing learned",
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

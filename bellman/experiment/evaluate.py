@@ -24,6 +24,7 @@ from bellman.errors import ConfigError, EnvError
 from bellman.experiment.policy import Policy, TrainedRun, open_run
 from bellman.experiment.settings import check_evaluation, check_evaluation_request
 from bellman.experiment.train import eval_env_seed, eval_keys
+from bellman.runners.control import ControlEvaluator
 from bellman.runners.evaluation import DEFAULT_MAX_STEPS, JaxEvaluator, evaluate_gymnasium
 from bellman.runners.selfplay import GameEvaluator, agent_player
 
@@ -172,6 +173,11 @@ def evaluate_run(
     trained = open_run(
         run_dir, backend, trust_env=trust_env, checkpoint=checkpoint, env_object=env_object
     )
+    if video and trained.info.family == "control":
+        raise EnvError(
+            f"{trained.info.name} plans each action from the JAX env's state, which the "
+            "gymnasium env that renders a video does not expose: evaluate it without --video"
+        )
     env = trained.env
     seeds = trained.settings.seeds
     check_evaluation(env, seeds, episodes)
@@ -181,6 +187,8 @@ def evaluate_run(
         evaluator: JaxEvaluator | GameEvaluator
         if isinstance(env.jax_env, GameEnv):  # games against the run's eval_opponent
             evaluator = GameEvaluator(module, [config], env.jax_env, episodes, seeds)  # type: ignore[arg-type]
+        elif trained.info.family == "control":  # the controller plans from the env's state
+            evaluator = ControlEvaluator(module, [config], env.jax_env, episodes, seeds)
         else:
             evaluator = JaxEvaluator(module, [config], env.jax_env, episodes, seeds)
         returns, lengths = evaluator(trained.algo_state, eval_keys(seed, seeds, 2**30))

@@ -194,4 +194,10 @@ def load(
     `checkpoint="best"`, the one `KeepBest` kept (`trust_env`: see `read_saved`; `env`: the env
     object of a run trained on one)."""
     trained = open_run(run_dir, trust_env=trust_env, checkpoint=checkpoint, env_object=env)
+    if trained.info.family == "control":
+        raise RunDirError(
+            f"{run_dir} holds a run of {trained.info.name}, a controller that plans each action "
+            "from the env's state: it has no policy of observations to load; evaluate it with "
+            f"bellman eval {run_dir}"
+        )
     return Policy(trained, seed)

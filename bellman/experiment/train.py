@@ -62,6 +62,7 @@ from bellman.experiment.rundir import CURVE, RunDir, write_json
 from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
 from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
+from bellman.runners.control import CompiledControl, ControlEvaluator
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.offpolicy import CompiledOffPolicy
 from bellman.runners.offpolicy_host import HostOffPolicy
@@ -218,11 +219,15 @@ class Trainer:
             self.runner = CompiledSelfPlay(module, configs, env, *common, s.first_seed)
         elif self.info.family == "unroll":
             self.runner = CompiledUnroll(module, configs, env, *common, s.first_seed)
+        elif self.info.family == "control":
+            self.runner = CompiledControl(module, configs, env, *common, s.first_seed)
         else:
             compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
             self.runner = compiled(module, configs, env, *common, s.first_seed)
         if games.is_game(env):  # a game: evaluated against an opponent
             self.evaluator = GameEvaluator(module, configs, env, s.eval_episodes, s.seeds)  # type: ignore[arg-type]
+        elif self.info.family == "control":  # a controller plans from the env's state
+            self.evaluator = ControlEvaluator(module, configs, env, s.eval_episodes, s.seeds)
         else:
             self.evaluator = JaxEvaluator(module, configs, env, s.eval_episodes, s.seeds)
 
@@ -701,6 +706,12 @@ def check_first_seed(settings: RunSettings, resolved: registry.ResolvedEnv) -> N
 def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
     """A two-player game takes a self-play algorithm (or MuZero), and a self-play algorithm a
     game; the search algorithms run on the compiled backend."""
+    if info.family == "control" and resolved.backend != "compiled":
+        raise EnvError(
+            f"{info.name} plans through the env's own step function, a JAX function on the "
+            f"compiled backend (gymnax, bellman's envs); {resolved.id} runs on "
+            f"{resolved.backend}"
+        )
     searches = info.family in ("self_play", "unroll")
     if searches and resolved.backend != "compiled":
         raise EnvError(
@@ -708,6 +719,9 @@ def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
             f"games); {resolved.id} runs on {resolved.backend}"
         )
     if info.family == "unroll":
+        return
+    if info.family == "control":
+        games.check_single_agent(info.name, resolved.jax_env)
         return
     if info.family == "self_play":
         if resolved.jax_env is None or not games.is_game(resolved.jax_env):
