@@ -250,7 +250,7 @@ CLI_CASES: list[tuple[str, str, int]] = [
     ("train alphazero --env tic_tac_toe --dirichlet-fraction 1.5", "dirichlet_fraction must lie in [0, 1], not 1.5", 2),
     ("train q-learning --env DynaMaze-v0 --planning-steps 5", "planning_steps and kappa are Dyna-Q's settings; q-learning does not plan (train dyna-q)", 2),
     ("train dyna-q --env DynaMaze-v0 --kappa -1", "kappa must be at least 0, not -1", 2),
-    ("train mpc --env CartPole-v1", "mpc optimises bounded continuous actions (CEM and MPPI sample them); CartPole-v1 has the action space Discrete(2)", 2),
+    ("train mpc --env Pendulum-v1 --horizon 0", "horizon must be at least 1, not 0", 2),
     ("train mpc --env Pendulum-v1 --backend gymnasium", "mpc plans through the env's own step function, a JAX function on the compiled backend", 2),
     ("train mpc --env Pendulum-v1 --elites 600", "elites (600) must be at most population (500)", 2),
     ("train mpc --env Pendulum-v1 --planner ilqr", "invalid choice: 'ilqr'", 2),

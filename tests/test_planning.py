@@ -55,3 +55,21 @@ def test_cem_narrows_its_distribution_and_shift_warm_starts() -> None:
     shifted = planning.shift(sequence)
     np.testing.assert_array_equal(np.asarray(shifted[:-1]), np.asarray(sequence[1:]))
     np.testing.assert_array_equal(np.asarray(shifted[-1]), np.asarray(sequence[-1]))
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi"])
+def test_the_categorical_planners_find_a_known_sequence(planner: str) -> None:
+    k, target = 4, jnp.array([3, 0, 2, 2, 1, 0, 3, 1])
+    matches = lambda actions: (actions == target).sum(axis=1).astype(jnp.float32)
+    probs = jnp.full((target.size, k), 1.0 / k)
+    if planner == "cem":
+        optimise = functools.partial(
+            planning.cem_categorical, population=300, elites=30, iterations=6
+        )
+    else:
+        optimise = functools.partial(
+            planning.mppi_categorical, population=300, temperature=0.3, iterations=6
+        )
+    plan = jax.jit(lambda key: optimise(matches, probs, key))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(plan.mean, axis=-1)), np.asarray(target))
+    np.testing.assert_allclose(np.asarray(plan.mean.sum(axis=-1)), 1.0, rtol=1e-5)

@@ -13,7 +13,9 @@ The algorithm, as the control runner drives it (`bellman.runners.control`):
 
 f is the env's `step` (its true dynamics: "system identification" already done), each candidate
 sequence simulated from the same state with the same random keys (common random numbers), the
-rewards after an episode's end left out. Nothing is learned: `bellman train mpc` runs the
+rewards after an episode's end left out. Continuous actions are sampled from Gaussians within
+their bounds; discrete ones (RoboParking's four pushes) from one categorical distribution per
+step, the most likely action executed. Nothing is learned: `bellman train mpc` runs the
 controller for the run's env steps and reports its returns, like every algorithm.
 """
 
@@ -29,7 +31,7 @@ from flax import struct
 
 from bellman import config as cfg
 from bellman.envs.core import JaxEnv
-from bellman.envs.spaces import Box, EnvSpec, describe
+from bellman.envs.spaces import Box, Discrete, EnvSpec, describe
 from bellman.errors import EnvError
 from bellman.ops import planning
 
@@ -54,6 +56,9 @@ class MPCConfig:
     init_std: float = 0.5
     """The sampling standard deviation at the start of each step's optimisation, as a fraction
     of each action's half-range (MPPI keeps it)."""
+    uniform_mix: float = 0.5
+    """Discrete actions: the share of uniform probabilities mixed into each step's warm start,
+    so that the search starts wide again (the counterpart of init_std)."""
     temperature: float = 1.0
     """MPPI: lambda, the weights exp((R - max R) / lambda) of the sampled sequences."""
     gamma: float = 1.0
@@ -77,7 +82,7 @@ class MPCConfig:
         """Raise ConfigError for a setting of the wrong type, out of range or inconsistent."""
         cfg.check_fields(self)
         cfg.at_least(self, 1, "horizon", "population", "iterations", "elites", "num_envs")
-        cfg.within(self, 0, 1, "momentum", "gamma")
+        cfg.within(self, 0, 1, "momentum", "gamma", "uniform_mix")
         cfg.positive(self, "init_std", "temperature")
         cfg.require(
             self.elites <= self.population,
@@ -91,7 +96,8 @@ DEFAULT_STEPS = 2_000
 
 class MPCState(struct.PyTreeNode):
     plans: jax.Array
-    """`[E, H, *action_shape]` each env's current plan (the warm start of its next step)."""
+    """`[E, H, *action_shape]` each env's current plan (the warm start of its next step); for
+    discrete actions `[E, H, K]`, the probabilities of each step's action."""
 
 
 class Step(struct.PyTreeNode):
@@ -104,13 +110,17 @@ class Step(struct.PyTreeNode):
 
 
 def check_env(config: MPCConfig, spec: EnvSpec) -> None:
-    """MPC optimises continuous actions within bounds."""
+    """MPC optimises bounded continuous actions or one discrete action per step."""
     space = spec.action_space
-    if not (isinstance(space, Box) and space.bounded):
+    if not (isinstance(space, Discrete) or (isinstance(space, Box) and space.bounded)):
         raise EnvError(
-            f"mpc optimises bounded continuous actions (CEM and MPPI sample them); "
-            f"{spec.id} has the action space {describe(space)}"
+            f"mpc optimises bounded continuous actions or discrete ones (CEM and MPPI sample "
+            f"them); {spec.id} has the action space {describe(space)}"
         )
+
+
+def is_discrete(spec: EnvSpec) -> bool:
+    return isinstance(spec.action_space, Discrete)
 
 
 def bounds(spec: EnvSpec) -> tuple[jax.Array, jax.Array]:
@@ -121,7 +131,11 @@ def bounds(spec: EnvSpec) -> tuple[jax.Array, jax.Array]:
 
 
 def middle(config: MPCConfig, spec: EnvSpec) -> jax.Array:
-    """`[H, *action_shape]` the plan at the middle of the bounds (no warm start)."""
+    """`[H, *action_shape]` the plan at the middle of the bounds (no warm start); for discrete
+    actions, uniform probabilities `[H, K]`."""
+    space = spec.action_space
+    if isinstance(space, Discrete):
+        return jnp.full((config.horizon, space.n), 1.0 / space.n, jnp.float32)
     low, high = bounds(spec)
     return jnp.broadcast_to((low + high) / 2.0, (config.horizon, *low.shape))
 
@@ -154,12 +168,37 @@ def plan(
     config: MPCConfig, env: JaxEnv, env_state: Any, start: jax.Array, key: jax.Array
 ) -> tuple[planning.Plan, jax.Array]:
     """Optimise the action sequence of one env from its state `env_state`, starting from the
-    plan `start` `[H, ...]`; returns the optimiser's answer and its sequence's planned return."""
-    low, high = bounds(env.spec)
+    plan `start` `[H, ...]`; returns the optimiser's answer and its sequence's planned return
+    (for discrete actions: of each step's most likely action)."""
     model_keys = jax.random.split(jax.random.fold_in(key, 1), config.horizon)
     returns_of = jax.vmap(lambda seq: simulated_return(config, env, env_state, seq, model_keys))
-    std = jnp.broadcast_to(config.init_std * (high - low) / 2.0, start.shape)
     optimise_key = jax.random.fold_in(key, 0)
+    if is_discrete(env.spec):
+        start = (1.0 - config.uniform_mix) * start + config.uniform_mix / start.shape[-1]
+        if config.planner == "cem":
+            found = planning.cem_categorical(
+                returns_of,
+                start,
+                optimise_key,
+                population=config.population,
+                elites=config.elites,
+                iterations=config.iterations,
+                momentum=config.momentum,
+            )
+        else:
+            found = planning.mppi_categorical(
+                returns_of,
+                start,
+                optimise_key,
+                population=config.population,
+                temperature=config.temperature,
+                iterations=config.iterations,
+                momentum=config.momentum,
+            )
+        chosen = jnp.argmax(found.mean, axis=-1).astype(jnp.int32)
+        return found, returns_of(chosen[None])[0]
+    low, high = bounds(env.spec)
+    std = jnp.broadcast_to(config.init_std * (high - low) / 2.0, start.shape)
     if config.planner == "cem":
         found = planning.cem(
             returns_of,
@@ -195,7 +234,10 @@ def act(
     the next step with."""
     keys = jax.random.split(key, config.num_envs)
     found, planned = jax.vmap(functools.partial(plan, config, env))(env_states, state.plans, keys)
-    action = found.mean[:, 0]
+    if is_discrete(env.spec):
+        action = jnp.argmax(found.mean[:, 0], axis=-1).astype(jnp.int32)
+    else:
+        action = found.mean[:, 0]
     if config.warm_start:
         plans = jax.vmap(planning.shift)(found.mean)
     else:

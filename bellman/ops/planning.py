@@ -11,6 +11,9 @@ function, or a learned ensemble); the functions vmap and jit like any other.
 - `mppi` (Williams et al., 2017, information-theoretic MPC): perturb the mean with Gaussian noise
   of fixed standard deviation, and move it by the perturbations weighted by
   exp((R - max R) / temperature), `iterations` times; the actions are clipped to the bounds.
+- `cem_categorical` and `mppi_categorical`: the same two for discrete actions, over a
+  categorical distribution per step `[H, K]` (K actions): CEM refits the probabilities to the
+  elites' action frequencies, MPPI to the samples' frequencies weighted as above.
 - `shift` warm-starts the next step's plan: the executed first action dropped, the last one
   repeated.
 """
@@ -31,9 +34,11 @@ class Plan(struct.PyTreeNode):
     """The optimiser's answer: the action sequence to follow and what it found."""
 
     mean: jax.Array
-    """`[H, A]` the optimised sequence (its first action is executed)."""
+    """`[H, A]` the optimised sequence (its first action is executed); for discrete actions the
+    probabilities `[H, K]` of each step's action (the most likely is executed)."""
     std: jax.Array
-    """`[H, A]` the sampling distribution's final standard deviation (CEM; MPPI's fixed one)."""
+    """`[H, A]` the sampling distribution's final standard deviation (CEM; MPPI's fixed one);
+    for discrete actions the probabilities' own (one-hot) standard deviation."""
     best_return: jax.Array
     """The highest return among the sampled sequences of the last iteration."""
     mean_return: jax.Array
@@ -98,6 +103,60 @@ def mppi(
 
     mean, (best, average) = jax.lax.scan(iteration, mean, jax.random.split(key, iterations))
     return Plan(mean, std, best[-1], average[-1])
+
+
+def cem_categorical(
+    objective: Objective,
+    probs: jax.Array,
+    key: jax.Array,
+    *,
+    population: int,
+    elites: int,
+    iterations: int,
+    momentum: float = 0.1,
+) -> Plan:
+    """The cross-entropy method over discrete action sequences `[H]` drawn from one categorical
+    distribution per step, `probs` `[H, K]`; the objective takes `[N, H]` int32 actions."""
+    k = probs.shape[-1]
+
+    def iteration(probs: jax.Array, key: jax.Array) -> tuple[jax.Array, tuple]:
+        logits = jnp.log(jnp.maximum(probs, 1e-12))
+        samples = jax.random.categorical(key, logits, shape=(population, probs.shape[0]))
+        returns = objective(samples.astype(jnp.int32))
+        top, index = jax.lax.top_k(returns, elites)
+        frequencies = jax.nn.one_hot(samples[index], k).mean(axis=0)
+        probs = momentum * probs + (1.0 - momentum) * frequencies
+        return probs, (top[0], returns.mean())
+
+    probs, (best, average) = jax.lax.scan(iteration, probs, jax.random.split(key, iterations))
+    return Plan(probs, jnp.sqrt(probs * (1.0 - probs)), best[-1], average[-1])
+
+
+def mppi_categorical(
+    objective: Objective,
+    probs: jax.Array,
+    key: jax.Array,
+    *,
+    population: int,
+    temperature: float,
+    iterations: int = 1,
+    momentum: float = 0.1,
+) -> Plan:
+    """MPPI's weighting over discrete action sequences drawn from `probs` `[H, K]`: the
+    probabilities move to the samples' one-hot actions weighted by exp((R - max R) / lambda)."""
+    k = probs.shape[-1]
+
+    def iteration(probs: jax.Array, key: jax.Array) -> tuple[jax.Array, tuple]:
+        logits = jnp.log(jnp.maximum(probs, 1e-12))
+        samples = jax.random.categorical(key, logits, shape=(population, probs.shape[0]))
+        returns = objective(samples.astype(jnp.int32))
+        weights = jax.nn.softmax((returns - returns.max()) / temperature)
+        frequencies = jnp.einsum("n,nhk->hk", weights, jax.nn.one_hot(samples, k))
+        probs = momentum * probs + (1.0 - momentum) * frequencies
+        return probs, (returns.max(), returns.mean())
+
+    probs, (best, average) = jax.lax.scan(iteration, probs, jax.random.split(key, iterations))
+    return Plan(probs, jnp.sqrt(probs * (1.0 - probs)), best[-1], average[-1])
 
 
 def shift(sequence: jax.Array) -> jax.Array:
