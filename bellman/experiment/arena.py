@@ -284,11 +284,11 @@ def fit_elo(
     return np.insert(solved.x, anchor, 0.0)
 
 
-def snapshot_players(
+def snapshot_states(
     path: Path, seed_index: int, simulations: int | None, at_least: int = 1
-) -> tuple[TrainedRun, list[tuple[int, int]], list[selfplay.BatchedPlayer]]:
-    """The run in `path`, its snapshots' (update, env step) and the player of seed
-    `seed_index`'s network at each."""
+) -> tuple[TrainedRun, Any, list[tuple[int, int]], list[Any]]:
+    """The run in `path` (its config searching with `simulations`, if given), its snapshots'
+    (update, env step) and seed `seed_index`'s algorithm state at each."""
     trained = open_self_play(path, seed_index)
     found = snapshots(path)
     if len(found) < at_least:
@@ -299,17 +299,17 @@ def snapshot_players(
     env = trained.env.jax_env
     assert isinstance(env, GameEnv)
     template = {"params": jax.eval_shape(lambda s: s.params, trained.algo_state)}
-    module, config = trained.info.module, trained.config
+    config = trained.config
     if simulations is not None:
         config = dataclasses.replace(config, eval_simulations=simulations)
-    agents, when = [], []
+    states, when = [], []
     for update, snapshot in found:
         parts, meta = ckpt.load(snapshot, template)
         params = jax.tree.map(lambda x: x[seed_index], parts["params"])
         state = jax.tree.map(lambda x: x[seed_index], trained.algo_state).replace(params=params)
-        agents.append(selfplay.agent_player(module, config, env, state))
+        states.append(state)
         when.append((update, int(meta.get("step", 0))))
-    return trained, when, agents
+    return trained, config, when, states
 
 
 def curve(
@@ -324,15 +324,21 @@ def curve(
     run): its network at every snapshot plays `games` games against it, colours alternated."""
     games = check_games(games)
     path = cfg.as_path("run_dir", run_dir)
-    trained, found, agents = snapshot_players(path, seed_index, simulations)
+    trained, config, found, states = snapshot_states(path, seed_index, simulations)
     env = trained.env.jax_env
     assert isinstance(env, GameEnv)
     other = contender(opponent, seed_index, simulations)
     game_of([other], env.id)
-    b = other.make(env)
+    b, module = other.make(env), trained.info.module
+
+    def match(state: Any, key: jax.Array) -> jax.Array:  # one program for every snapshot
+        agent = selfplay.agent_player(module, config, env, state)
+        return selfplay.play_match(env, agent, b, key, games)[0]
+
+    compiled = jax.jit(match)
     points = []
-    for (update, step), agent in zip(found, agents, strict=True):
-        outcomes = play(env, agent, b, games, seed)
+    for (update, step), state in zip(found, states, strict=True):
+        outcomes = np.asarray(compiled(state, jax.random.PRNGKey(seed)), np.float64)
         points.append({"update": update, "step": step, **summarize(outcomes)})
     return {"run_dir": str(path), "env": env.id, "opponent": other.label, "points": points}
 
@@ -355,24 +361,38 @@ def ladder(
     """The Elo ladder of a run's snapshots (see the module docstring)."""
     games = check_games(games)
     path = cfg.as_path("run_dir", run_dir)
-    trained, found, agents = snapshot_players(path, seed_index, None, at_least=2)
+    trained, config, found, states = snapshot_states(path, seed_index, None, at_least=2)
     env = trained.env.jax_env
     assert isinstance(env, GameEnv)
+    module = trained.info.module
+    agent = lambda state: selfplay.agent_player(module, config, env, state)
+    random = selfplay.opponent_player("random", env, 0)
+    # two programs for every match: a snapshot against the random player, and against another
+    against_random = jax.jit(
+        lambda a, key: selfplay.play_match(env, agent(a), random, key, games)[0]
+    )
+    against_agent = jax.jit(
+        lambda a, b, key: selfplay.play_match(env, agent(a), agent(b), key, games)[0]
+    )
     labels = ["random", *(f"update {u}" for u, _ in found)]
-    everyone = [selfplay.opponent_player("random", env, 0), *agents]
-    last = len(everyone) - 1
+    last = len(states)
     pairs = sorted(
         {(i, 0) for i in range(1, last + 1)}
         | {(i, i - 1) for i in range(2, last + 1)}
         | {(i, last) for i in range(1, last)}
     )
     results, matches = [], []
-    for n, (i, j) in enumerate(pairs):
-        outcomes = play(env, everyone[i], everyone[j], games, seed + n)
+    for n, (i, j) in enumerate(pairs):  # player k > 0 is snapshot k - 1; j = 0 is random
+        key = jax.random.PRNGKey(seed + n)
+        if j == 0:
+            outcomes = against_random(states[i - 1], key)
+        else:
+            outcomes = against_agent(states[i - 1], states[j - 1], key)
+        outcomes = np.asarray(outcomes, np.float64)
         points = float(((outcomes + 1) / 2).sum())
         results.append((i, j, points, games))
         matches.append({"a": labels[i], "b": labels[j], **summarize(outcomes)})
-    ratings = fit_elo(len(everyone), results)
+    ratings = fit_elo(last + 1, results)
     return {
         "run_dir": str(path),
         "env": env.id,
