@@ -25,9 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from bellman import config as cfg
 from bellman.envs.core import EpisodeStatistics, JaxEnv
-from bellman.runners.common import EpisodeTotals, env_action, over_seeds, seed_sharding
+from bellman.runners.common import EpisodeTotals, env_action
 from bellman.runners.compiled import CompiledRunner
 from bellman.runners.evaluation import DEFAULT_MAX_STEPS, JaxEvaluator
 
@@ -129,35 +128,9 @@ def evaluate_control(
     return returns, lengths
 
 
-class ControlEvaluator(JaxEvaluator):
+def ControlEvaluator(
+    algo: Any, configs: Sequence[Any], env: JaxEnv, episodes: int, seeds: int
+) -> JaxEvaluator:
     """`evaluate_control` for all members at once, compiled ahead of time (a `JaxEvaluator`
     whose program plans)."""
-
-    def __init__(  # (not JaxEvaluator's: another program)
-        self, algo: Any, configs: Sequence[Any], env: JaxEnv, episodes: int, seeds: int
-    ):
-        self.episodes, self.seeds = episodes, len(configs) * seeds
-        static = cfg.static_part(configs[0])
-        env_key = getattr(env, "cache_key", None)
-        self._description = None
-        if env_key is not None:
-            self._description = [
-                "evaluate-control",
-                algo.__name__,
-                repr(static),
-                env_key,
-                f"members={self.seeds} episodes={episodes}",
-            ]
-        self.sharding, _ = seed_sharding(self.seeds)
-        self.values = jax.device_put(cfg.traced_values(configs, seeds), self.sharding)
-
-        def fn(algo_state: Any, values: dict[str, jax.Array], key: jax.Array) -> Any:
-            config = cfg.with_values(static, values)
-            return evaluate_control(algo, config, env, algo_state, key, episodes)
-
-        self._fn = jax.jit(
-            over_seeds(fn, self.seeds, (0, 0, 0)),
-            in_shardings=self.sharding,
-            out_shardings=self.sharding,
-        )
-        self._compiled: Any = None
+    return JaxEvaluator(algo, configs, env, episodes, seeds, evaluate=evaluate_control)

@@ -7,7 +7,7 @@ are these: `episodes` fresh episodes per seed with the algorithm's `greedy` acti
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -74,17 +74,25 @@ class JaxEvaluator:
     """`evaluate_jax` for all seeds at once, compiled ahead of time, seeds sharded over cores."""
 
     def __init__(
-        self, algo: Algorithm, configs: Sequence[Any], env: JaxEnv, episodes: int, seeds: int
+        self,
+        algo: Any,
+        configs: Sequence[Any],
+        env: JaxEnv,
+        episodes: int,
+        seeds: int,
+        evaluate: Callable[..., Any] = evaluate_jax,
     ):
         """For `seeds` seeds of each of `configs` (which differ only in traced settings; see
-        `bellman.runners.compiled`): members setting-major, as the compiled runner's."""
+        `bellman.runners.compiled`): members setting-major, as the compiled runner's.
+        `evaluate(algo, config, env, algo_state, key, episodes)` runs one member's episodes
+        (`evaluate_jax`, or a family's own: the control runner's plans from env states)."""
         self.episodes, self.seeds = episodes, len(configs) * seeds
         static = cfg.static_part(configs[0])
         env_key = getattr(env, "cache_key", None)
         self._description = None
         if env_key is not None:
             self._description = [
-                "evaluate",
+                "evaluate" if evaluate is evaluate_jax else f"evaluate {evaluate.__name__}",
                 algo.__name__,
                 repr(static),
                 env_key,
@@ -95,7 +103,7 @@ class JaxEvaluator:
 
         def fn(algo_state: Any, values: dict[str, jax.Array], key: jax.Array) -> Any:
             config = cfg.with_values(static, values)
-            return evaluate_jax(algo, config, env, algo_state, key, episodes=episodes)
+            return evaluate(algo, config, env, algo_state, key, episodes)
 
         self._fn = jax.jit(
             over_seeds(fn, self.seeds, (0, 0, 0)),
