@@ -38,6 +38,7 @@ import optax
 from flax import struct
 
 from bellman import config as cfg
+from bellman import nets
 from bellman.envs.games import MIRRORED, GameEnv, is_game
 from bellman.envs.spaces import Discrete, EnvSpec
 from bellman.errors import EnvError
@@ -189,16 +190,16 @@ class PolicyValueNet(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         x = obs.astype(jnp.float32)
-        x = nn.relu(nn.LayerNorm()(nn.Conv(self.channels, (3, 3))(x)))
+        x = nn.relu(nn.LayerNorm()(nets.Conv(self.channels, (3, 3))(x)))
         for _ in range(self.blocks):
-            y = nn.relu(nn.LayerNorm()(nn.Conv(self.channels, (3, 3))(x)))
-            y = nn.LayerNorm()(nn.Conv(self.channels, (3, 3))(y))
+            y = nn.relu(nn.LayerNorm()(nets.Conv(self.channels, (3, 3))(x)))
+            y = nn.LayerNorm()(nets.Conv(self.channels, (3, 3))(y))
             x = nn.relu(x + y)
         # the heads normalise their whole (flattened) maps: over 1 or 2 channels alone, layer
         # normalisation would leave nothing of the board
         flat = lambda y: nn.relu(nn.LayerNorm()(y.reshape((*y.shape[:-3], -1))))
-        logits = nn.Dense(self.num_actions)(flat(nn.Conv(2, (1, 1))(x)))
-        v = nn.relu(nn.Dense(self.channels)(flat(nn.Conv(1, (1, 1))(x))))
+        logits = nn.Dense(self.num_actions)(flat(nets.Conv(2, (1, 1))(x)))
+        v = nn.relu(nn.Dense(self.channels)(flat(nets.Conv(1, (1, 1))(x))))
         value = jnp.tanh(nn.Dense(1)(v))[..., 0]
         return logits, value
 
