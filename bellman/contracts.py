@@ -90,6 +90,9 @@ class ExplorationNoise:
     act: Callable[[Any, EnvSpec, Any, jax.Array, jax.Array, jax.Array, Any], tuple[jax.Array, Any]]
     """`(config, spec, state, obs, key, env_step, noise) -> (actions, noise)`: the exploration
     policy's actions and the noise state after them."""
+    metrics: Callable[[Any], dict[str, jax.Array]] | None = None
+    """`(noise) -> metrics`: what the runner logs of the noise state `[E, ...]` (PETS: the
+    planned returns), or None."""
 
 
 # ----- the protocols -----

@@ -540,6 +540,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "td0": {"gamma": 0.0},
     "dyna-q": {"planning_steps": 50, "kappa": 1e-3},
     "mpc": {"planner": "mppi", "temperature": 0.5, "warm_start": False, "horizon": 10},
+    "pets": {"hidden_sizes": (64, 32), "activation": "relu", "holdout": 0.0, "particles": 10},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }
@@ -549,6 +550,7 @@ ENVS = {
     "sac": "Pendulum-v1",
     "alphazero": "connect_four",
     "mpc": "Pendulum-v1",
+    "pets": "Pendulum-v1",
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from bellman import algos
 from bellman import config as cfg
-from bellman.algos import ddpg, dp, dqn, ppo, sac
+from bellman.algos import ddpg, dp, dqn, pets, ppo, sac
 from bellman.contracts import (
     PROTOCOLS,
     Algorithm,
@@ -83,6 +83,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
         "ddpg",
         "td3",
         "sac",
+        "pets",
     }
     assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
@@ -90,6 +91,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None
+    assert pets.NOISE is not None and pets.evaluation_action is not None
     assert dqn.epsilon is not None and ddpg.epsilon is None and sac.epsilon is None
     assert algos.get("reinforce").fit_to_env is not None
     assert algos.get("ppo").fit_to_env is None

@@ -7,7 +7,19 @@ gets, settings that follow from the env, a value table to plot.
 
 from __future__ import annotations
 
-from bellman.algos import a2c, alphazero, ddpg, dqn, mpc, muzero, ppo, reinforce, sac, tabular
+from bellman.algos import (
+    a2c,
+    alphazero,
+    ddpg,
+    dqn,
+    mpc,
+    muzero,
+    pets,
+    ppo,
+    reinforce,
+    sac,
+    tabular,
+)
 from bellman.contracts import (
     AlgoInfo,
     ControlAlgorithm,
@@ -36,7 +48,7 @@ __all__ = [
 # family's contract (and tests/test_contracts.py checks each registered name at run time).
 ON_POLICY: tuple[OnPolicyAlgorithm, ...] = (ppo, a2c, reinforce)
 TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
-OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac)
+OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac, pets)
 SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
@@ -106,6 +118,13 @@ ALGOS: dict[str, AlgoInfo] = {
         "tuned temperature",
         presets=Presets("sac", sac.SACConfig),
         preset_for=sac.preset_for,
+    ),
+    "pets": AlgoInfo(
+        "pets",
+        pets,
+        "off_policy",
+        "PETS (Chua et al., 2018): an ensemble of Gaussian networks learns the dynamics and the "
+        "reward; CEM plans through it with trajectory sampling",
     ),
     "alphazero": AlgoInfo(
         "alphazero",

@@ -237,9 +237,12 @@ def learn_if_ready(
 def progress_metrics(
     algo: OffPolicyAlgorithm, config: ReplayLoop, state: RunnerState
 ) -> dict[str, jax.Array]:
-    """The replay memory's size and, for an algorithm that declares an exploration schedule
+    """The replay memory's size, what the exploration noise's state tells (`metrics`, where
+    declared) and, for an algorithm that declares an exploration schedule
     (`epsilon(config, total_steps, env_step)`), the exploration rate."""
     metrics = {"buffer_size": buffers.size(state.buffer).astype(jnp.float32)}
+    if algo.NOISE is not None and algo.NOISE.metrics is not None:
+        metrics.update(algo.NOISE.metrics(state.noise))
     if algo.epsilon is not None:
         metrics["epsilon"] = algo.epsilon(config, state.total_steps, state.env_steps)
     return metrics
