@@ -84,6 +84,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
         "td3",
         "sac",
         "pets",
+        "mbpo",
     }
     assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}

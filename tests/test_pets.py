@@ -3,7 +3,6 @@ split, and the controller on a probe env."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -77,7 +76,7 @@ def test_the_model_recovers_a_linear_systems_matrices() -> None:
     net = pets._net(config, spec)
 
     def mean_of(x: jax.Array) -> jax.Array:  # [s, a] -> every member's [s' - s, r], [M, 4]
-        m, _ = dynamics.predict(net, state.params, state.norm, x[None, :3], x[None, 3:])
+        m, _ = dynamics.predict(net, state.model.params, state.model.norm, x[None, :3], x[None, 3:])
         return m[:, 0]
 
     expected = jnp.concatenate(
@@ -107,14 +106,14 @@ def test_the_ensemble_learns_a_known_gaussians_mean_and_variance() -> None:
     state = _fit(config, spec, sample, 3000)
     net = pets._net(config, spec)
     s = jnp.linspace(-0.9, 0.9, 19)[:, None]
-    mean, var = dynamics.predict(net, state.params, state.norm, s, jnp.zeros_like(s))
+    mean, var = dynamics.predict(net, state.model.params, state.model.norm, s, jnp.zeros_like(s))
     # the members' average, within a fifth of the noise (each member alone is off by up to a
     # third of it where the noise is largest)
     error = np.abs(mean[..., 0].mean(0) - mu(s)[:, 0])
     assert np.all(error < 0.2 * sd(s)[:, 0]), error
     np.testing.assert_allclose(jnp.sqrt(var[..., 0]).mean(0), sd(s)[:, 0], atol=0.03)
     fresh = sample(jax.random.PRNGKey(99), 4096)
-    mean, var = dynamics.predict(net, state.params, state.norm, fresh.obs, fresh.action)
+    mean, var = dynamics.predict(net, state.model.params, state.model.norm, fresh.obs, fresh.action)
     delta = fresh.next_obs - fresh.obs
     ours = dynamics.gaussian_nll(mean[..., 0], jnp.log(var[..., 0]), delta[:, 0]).mean()
     truth = (0.5 * jnp.log(2 * math.pi * math.e * sd(fresh.obs) ** 2)).mean()
@@ -126,10 +125,10 @@ def test_held_out_transitions_are_a_fixed_share_of_the_slots() -> None:
     index = jnp.stack(
         [jnp.repeat(jnp.arange(4), 5000), jnp.tile(jnp.arange(5000), 4)], axis=1
     ).astype(jnp.int32)
-    held = np.asarray(pets.held_out(config, index))
+    held = np.asarray(dynamics.held_out(index, config.holdout))
     assert 0.08 < held.mean() < 0.12
-    np.testing.assert_array_equal(held, np.asarray(pets.held_out(config, index)))
-    assert not np.asarray(pets.held_out(dataclasses.replace(config, holdout=0.0), index)).any()
+    np.testing.assert_array_equal(held, np.asarray(dynamics.held_out(index, config.holdout)))
+    assert not np.asarray(dynamics.held_out(index, 0.0)).any()
 
 
 def test_config_refuses_particles_the_members_cannot_share() -> None:

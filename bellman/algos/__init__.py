@@ -12,6 +12,7 @@ from bellman.algos import (
     alphazero,
     ddpg,
     dqn,
+    mbpo,
     mpc,
     muzero,
     pets,
@@ -48,7 +49,7 @@ __all__ = [
 # family's contract (and tests/test_contracts.py checks each registered name at run time).
 ON_POLICY: tuple[OnPolicyAlgorithm, ...] = (ppo, a2c, reinforce)
 TABULAR: tuple[TabularAlgorithm, ...] = (tabular,)
-OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac, pets)
+OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac, pets, mbpo)
 SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
@@ -125,6 +126,13 @@ ALGOS: dict[str, AlgoInfo] = {
         "off_policy",
         "PETS (Chua et al., 2018): an ensemble of Gaussian networks learns the dynamics and the "
         "reward; CEM plans through it with trajectory sampling",
+    ),
+    "mbpo": AlgoInfo(
+        "mbpo",
+        mbpo,
+        "off_policy",
+        "MBPO (Janner et al., 2019): SAC on short rollouts branched from real states through a "
+        "learned ensemble, mixed with real data",
     ),
     "alphazero": AlgoInfo(
         "alphazero",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -127,11 +127,8 @@ class Plans(struct.PyTreeNode):
 
 
 class PETSState(struct.PyTreeNode):
-    params: Any
-    """The ensemble's parameters, `[M, ...]` per layer."""
-    norm: dynamics.Normalizers
-    """Running statistics of the model's inputs and targets."""
-    opt_state: optax.OptState
+    model: dynamics.ModelState
+    """The ensemble's parameters (`[M, ...]` per layer), its normalisers and optimiser."""
     gradient_step: jax.Array
 
 
@@ -157,23 +154,8 @@ def _optimizer(config: PETSConfig) -> optax.GradientTransformation:
 def init(key: jax.Array, config: PETSConfig, spec: EnvSpec, total_updates: int) -> PETSState:
     """A random ensemble and normalisers that have seen nothing."""
     obs_dim, action_dim = spec.obs_shape[0], spec.action_space.shape[0]
-    x = jnp.zeros((config.ensemble_size, 1, obs_dim + action_dim), jnp.float32)
-    params = _net(config, spec).init(key, x)
-    return PETSState(
-        params=params,
-        norm=dynamics.Normalizers.create(obs_dim + action_dim, obs_dim + 1),
-        opt_state=_optimizer(config).init(params),
-        gradient_step=jnp.zeros((), jnp.int32),
-    )
-
-
-def held_out(config: PETSConfig, index: jax.Array) -> jax.Array:
-    """`[B]` whether each transition (its replay slot `[B, 2]`: env, slot) is held out: a hash
-    of the slot below `holdout`, the same for the transition every time it is sampled."""
-    h = index[:, 0].astype(jnp.uint32) * jnp.uint32(2654435761) + index[:, 1].astype(jnp.uint32)
-    h = (h ^ (h >> 15)) * jnp.uint32(2246822519)
-    h = h ^ (h >> 13)
-    return (h % 10_000).astype(jnp.float32) < config.holdout * 10_000
+    model = dynamics.init_model(key, _net(config, spec), _optimizer(config), obs_dim, action_dim)
+    return PETSState(model, jnp.zeros((), jnp.int32))
 
 
 def learn(
@@ -181,41 +163,15 @@ def learn(
 ) -> tuple[PETSState, dict[str, jax.Array], jax.Array]:
     """One AdamW step of every member on the Gaussian NLL of its bootstrap resample of the
     minibatch's training transitions; the held-out ones measure the model."""
-    net = _net(config, spec)
     action = box_action(spec, batch.action)
     inputs = dynamics.inputs_of(batch.obs, action)
     targets = dynamics.targets_of(batch.obs, action, batch.next_obs, batch.reward)
-    train = 1.0 - held_out(config, batch.index)
-    norm = dynamics.observe(state.norm, inputs, targets)  # statistics of all data: no targets fit
-    size = batch.obs.shape[0]
-    picks = jax.random.randint(key, (config.ensemble_size, size), 0, size)
-    counts = jax.vmap(lambda p: jnp.zeros(size).at[p].add(1.0))(picks)  # bootstrap counts [M, B]
-    loss_fn = lambda p, w: dynamics.ensemble_loss(net, p, norm, inputs, targets, w)
-    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, counts * train)
-    updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-
-    valid = 1.0 - train
-    _, held = loss_fn(params, jnp.broadcast_to(valid, counts.shape))
-    mean, _ = net.apply(
-        params,
-        jnp.broadcast_to(
-            (inputs - norm.inputs.mean) / jnp.sqrt(norm.inputs.var + 1e-8),
-            (config.ensemble_size, *inputs.shape),
-        ),
+    train = 1.0 - dynamics.held_out(batch.index, config.holdout).astype(jnp.float32)
+    model, metrics = dynamics.learn_model(
+        _net(config, spec), _optimizer(config), state.model, inputs, targets, train, key
     )
-    has_valid = valid.sum() > 0
-    nan = jnp.asarray(jnp.nan, jnp.float32)
-    metrics = {
-        "model_loss": loss,
-        "model_nll": parts["nll"],
-        "model_mse": parts["mse"],
-        "heldout_nll": jnp.where(has_valid, held["nll"], nan),
-        "heldout_mse": jnp.where(has_valid, held["mse"], nan),
-        "disagreement": dynamics.disagreement(mean).mean(),
-    }
-    new_state = PETSState(params, norm, opt_state, state.gradient_step + 1)
-    return new_state, metrics, jnp.zeros((size,), jnp.float32)
+    size = batch.obs.shape[0]
+    return PETSState(model, state.gradient_step + 1), metrics, jnp.zeros((size,), jnp.float32)
 
 
 def box_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
@@ -251,7 +207,7 @@ def planned_return(
         s, total, weight = carry
         a, k = inputs
         a = jnp.broadcast_to(a, (members, *a.shape))
-        s, r = dynamics.sample_next(net, state.params, state.norm, s, a, k)
+        s, r = dynamics.sample_next(net, state.model.params, state.model.norm, s, a, k)
         return (s, total + weight * r, weight * config.gamma), None
 
     keys = jax.random.split(key, config.horizon)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
 from bellman.ops.normalization import RunningMeanStd
@@ -174,3 +175,90 @@ def disagreement(mean: jax.Array) -> jax.Array:
     """The members' disagreement on each prediction: the variance of their means over the
     members, averaged over the dimensions; `[M, B, O] -> [B]`."""
     return mean.var(axis=0).mean(axis=-1)
+
+
+class ModelState(struct.PyTreeNode):
+    """A learned model: the ensemble's parameters, its normalisers and its optimiser's state."""
+
+    params: Any
+    norm: Normalizers
+    opt_state: optax.OptState
+
+
+def init_model(
+    key: jax.Array,
+    net: GaussianEnsemble,
+    optimizer: optax.GradientTransformation,
+    obs_dim: int,
+    action_dim: int,
+) -> ModelState:
+    """A random ensemble, normalisers that have seen nothing."""
+    params = net.init(key, jnp.zeros((net.members, 1, obs_dim + action_dim), jnp.float32))
+    norm = Normalizers.create(obs_dim + action_dim, obs_dim + 1)
+    return ModelState(params, norm, optimizer.init(params))
+
+
+def held_out(index: jax.Array, share: float) -> jax.Array:
+    """`[B]` whether each transition (its replay slot `[B, 2]`: env, slot) is held out from
+    training: a hash of the slot below `share`, the same every time the slot is sampled."""
+    h = index[:, 0].astype(jnp.uint32) * jnp.uint32(2654435761) + index[:, 1].astype(jnp.uint32)
+    h = (h ^ (h >> 15)) * jnp.uint32(2246822519)
+    h = h ^ (h >> 13)
+    return (h % 10_000).astype(jnp.float32) < share * 10_000
+
+
+def learn_model(
+    net: GaussianEnsemble,
+    optimizer: optax.GradientTransformation,
+    model: ModelState,
+    inputs: jax.Array,
+    targets: jax.Array,
+    train: jax.Array,
+    key: jax.Array,
+) -> tuple[ModelState, dict[str, jax.Array]]:
+    """One optimiser step of every member on the Gaussian NLL of its bootstrap resample of the
+    minibatch's training examples (`train` `[B]`, 1 or 0); the others measure the model. The
+    normalisers take in the whole minibatch first (statistics, no targets fitted)."""
+    norm = observe(model.norm, inputs, targets)
+    size = inputs.shape[0]
+    picks = jax.random.randint(key, (net.members, size), 0, size)
+    counts = jax.vmap(lambda p: jnp.zeros(size).at[p].add(1.0))(picks)  # bootstrap counts [M, B]
+    loss_fn = lambda p, w: ensemble_loss(net, p, norm, inputs, targets, w)
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(model.params, counts * train)
+    updates, opt_state = optimizer.update(grads, model.opt_state, model.params)
+    params = optax.apply_updates(model.params, updates)
+
+    valid = 1.0 - train
+    _, held = loss_fn(params, jnp.broadcast_to(valid, counts.shape))
+    x = (inputs - norm.inputs.mean) / _scale(norm.inputs)
+    mean, _ = _apply(net, params, jnp.broadcast_to(x, (net.members, *x.shape)))
+    some = valid.sum() > 0
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    metrics = {
+        "model_loss": loss,
+        "model_nll": parts["nll"],
+        "model_mse": parts["mse"],
+        "heldout_nll": jnp.where(some, held["nll"], nan),
+        "heldout_mse": jnp.where(some, held["mse"], nan),
+        "disagreement": disagreement(mean).mean(),
+    }
+    return ModelState(params, norm, opt_state), metrics
+
+
+def sample_member_step(
+    net: GaussianEnsemble,
+    params: dict,
+    norm: Normalizers,
+    obs: jax.Array,
+    action: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """One model step of a batch `[B, ...]`, each row through a member drawn at random (MBPO's
+    rollouts): sampled next observations `[B, obs_dim]` and mean rewards `[B]`."""
+    member_key, noise_key = jax.random.split(key)
+    mean, var = predict(net, params, norm, obs, action)  # [M, B, O]
+    member = jax.random.randint(member_key, (obs.shape[0],), 0, net.members)
+    rows = jnp.arange(obs.shape[0])
+    mean, var = mean[member, rows], var[member, rows]  # [B, O]
+    delta = mean[:, :-1] + jnp.sqrt(var[:, :-1]) * jax.random.normal(noise_key, obs.shape)
+    return obs + delta, mean[:, -1]
