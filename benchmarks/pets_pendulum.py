@@ -1,16 +1,22 @@
-"""PETS against SAC on Pendulum-v1, sample efficiency measured in one run; writes RESULTS.md's
-section pets-pendulum.
+"""PETS and MBPO against SAC on Pendulum-v1, sample efficiency measured in one run, and PETS
+against mbrl-lib's (PyTorch) in wall time; writes RESULTS.md's sections pets-pendulum and
+pets-mbrl-lib.
 
-    python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 3000] [--sac-steps 20000]
-                                       [--every 200] [--episodes 5]
+    python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 3000] [--mbpo-steps 5000]
+        [--sac-steps 20000] [--every 400] [--episodes 3] [--peer-steps 1200] [--skip-peer]
 
-Two commands, one after the other on the same machine: `bellman train pets --env Pendulum-v1`
-(its defaults) and `bellman train sac --env Pendulum-v1` (the pendulum preset), each with
-`--seeds` seeds in one program and an evaluation every `--every` env steps (one Pendulum episode)
-of `--episodes` fresh episodes. For each seed, the env steps until its evaluation return first
-reaches -200; the table gives their mean over the seeds. The targets (issue 19): PETS's final
-return >= -200 (mean over the seeds) within 5,000 env steps, and PETS needing at most a third of
-SAC's env steps to reach -200.
+Three commands, one after the other on the same machine: `bellman train pets`, `bellman train
+mbpo` and `bellman train sac --env Pendulum-v1` (each its defaults, SAC its pendulum preset),
+each with `--seeds` seeds in one program and an evaluation of `--episodes` fresh episodes every
+`--every` env steps. For each seed, the env steps until its evaluation return first reaches
+-200; the table gives their mean over the seeds. The targets (issue 19): PETS's and MBPO's
+final return >= -200 (mean over the seeds) within 5,000 env steps, and PETS needing at most a
+third of SAC's env steps to reach -200.
+
+Then one seed of bellman's PETS and one of mbrl-lib's (`peers/mbrl_pets.py`, in its own venv:
+torch==2.13.0 first, then mbrl==0.2.0), the same network, ensemble and CEM sizes, each for
+`--peer-steps` env steps without evaluations: the wall time from the start of training
+(imports excluded, compiling included) to the end of the first episode with a return >= -200.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from run import OUT, ROOT, machine, write_section
+from run import OUT, ROOT, machine, peer_python, write_section
 
 THRESHOLD = -200.0
 
@@ -64,21 +70,83 @@ def mean_reached(run: dict) -> float | None:
     return sum(run["reached"]) / len(run["reached"])
 
 
+def first_time(episodes: list[dict]) -> dict | None:
+    return next((e for e in episodes if e["return"] >= THRESHOLD), None)
+
+
+def bellman_peer_run(steps: int) -> dict:
+    """One seed of bellman's PETS for `steps` steps, an episode per log record."""
+    out = OUT / "pets-pendulum-peer-bellman"
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "bellman", "train", "pets", "--env", "Pendulum-v1"]
+    cmd += ["--steps", str(steps), "--log-every", "200", "--evals", "0", "--eval-episodes", "1"]
+    cmd += ["--out", str(out), "--quiet"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    episodes = [
+        {"env_step": r["step"], "return": r["episode_return"][0], "wall_s": r["time_s"]}
+        for r in records
+        if r.get("episode_return", [None])[0] is not None
+    ]
+    return {"name": "bellman", "episodes": episodes}
+
+
+def mbrl_peer_run(steps: int) -> dict:
+    python = peer_python("mbrl")
+    cmd = [python, str(ROOT / "benchmarks" / "peers" / "mbrl_pets.py"), "--steps", str(steps)]
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return {"name": "mbrl-lib", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def peer_markdown(runs: list[dict], steps: int) -> str:
+    lines = [
+        f"One seed each, {steps:,} env steps (one random episode, then PETS), no evaluation: "
+        "bellman's defaults (an ensemble of 5 networks of 3 x 64, CEM 200 x 4 iterations, "
+        "horizon 20, 5 particles) and mbrl-lib 0.2.0's PETS with the same sizes (its training "
+        "loop: the model retrained every 50 steps for up to 25 epochs; torch 2.13.0 on the "
+        "CPU). Wall time from the start of training, imports excluded, compiling included.",
+        "",
+        "| library | episode returns | first return >= -200 at | wall s to it | wall s, all |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for run in runs:
+        returns = ", ".join(f"{e['return']:.0f}" for e in run["episodes"])
+        hit = first_time(run["episodes"])
+        at = "-" if hit is None else f"{hit['env_step']:,} steps"
+        to = "-" if hit is None else f"{hit['wall_s']:.1f}"
+        total = run["episodes"][-1]["wall_s"] if run["episodes"] else float("nan")
+        lines.append(f"| {run['name']} | {returns} | {at} | {to} | {total:.1f} |")
+    ours, theirs = (first_time(r["episodes"]) for r in runs)
+    if ours is not None and theirs is not None:
+        ratio = theirs["wall_s"] / ours["wall_s"]
+        met = "met" if ratio >= 10 else "missed"
+        lines += ["", f"- mbrl-lib took {ratio:.1f}x bellman's wall time to -200; target 10x: "
+                  f"**{met}**."]  # fmt: skip
+    else:
+        lines += ["", "- One of them never reached -200 in the run: no ratio."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--pets-steps", type=int, default=3000)
+    parser.add_argument("--mbpo-steps", type=int, default=5000)
     parser.add_argument("--sac-steps", type=int, default=20_000)
-    parser.add_argument("--every", type=int, default=200)
-    parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--every", type=int, default=400)
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--peer-steps", type=int, default=1200)
+    parser.add_argument("--skip-peer", action="store_true")
     args = parser.parse_args()
     meta = machine()
     runs = [
         train("pets", args.pets_steps, args.seeds, args.every, args.episodes),
+        train("mbpo", args.mbpo_steps, args.seeds, args.every, args.episodes),
         train("sac", args.sac_steps, args.seeds, args.every, args.episodes),
     ]
     (OUT / "pets-pendulum.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    pets, sac = runs
+    pets, mbpo, sac = runs
     lines = [
         f"{args.seeds} seeds of each in one command; an evaluation of {args.episodes} fresh "
         f"episodes every {args.every} env steps. Steps to -200: for each seed, the env steps "
@@ -97,24 +165,34 @@ def main() -> None:
             f"| {run['algo']} | `{run['command']}` | {final} | {reached} | {shown} "
             f"| {run['wall_s']:.0f} ({run['compile_s']:.0f}) |"
         )
-    pets_final = sum(pets["final"]) / len(pets["final"])
+    lines.append("")
+    for run, limit in ((pets, 5000), (mbpo, 5000)):
+        final = sum(run["final"]) / len(run["final"])
+        met = final >= THRESHOLD and run["steps"] <= limit
+        lines.append(
+            f"- {run['algo'].upper()}'s final return, mean over seeds: {final:.1f} after "
+            f"{run['steps']:,} env steps; target >= -200 within {limit:,}: "
+            f"**{'met' if met else 'missed'}**."
+        )
     pets_mean, sac_mean = mean_reached(pets), mean_reached(sac)
     ratio = None if pets_mean is None or sac_mean is None else sac_mean / pets_mean
-    met_final = pets_final >= THRESHOLD and args.pets_steps <= 5000
     met_ratio = ratio is not None and ratio >= 3.0
     lines += [
-        "",
-        f"- PETS's final return, mean over seeds: {pets_final:.1f} after {args.pets_steps:,} "
-        f"env steps; target >= -200 within 5,000: **{'met' if met_final else 'missed'}**.",
         f"- SAC needed {'-' if ratio is None else f'{ratio:.1f}x'} PETS's env steps to reach "
         f"-200; target at least 3x: **{'met' if met_ratio else 'missed'}**.",
-        f"- Wall time per env step (training, compile excluded, all seeds together): PETS "
-        f"{1000 * pets['train_s'] / args.pets_steps:.1f} ms, SAC "
-        f"{1000 * sac['train_s'] / args.sac_steps:.2f} ms.",
+        "- Wall time per env step (training, compile excluded, all seeds together): "
+        + ", ".join(f"{r['algo']} {1000 * r['train_s'] / r['steps']:.1f} ms" for r in runs)
+        + ".",
     ]
     body = "\n".join(lines)
     write_section("pets-pendulum", body, meta, "python benchmarks/pets_pendulum.py")
     print(body)
+    if not args.skip_peer:
+        peers = [bellman_peer_run(args.peer_steps), mbrl_peer_run(args.peer_steps)]
+        (OUT / "pets-mbrl-lib.json").write_text(json.dumps({"meta": meta, "runs": peers}))
+        text = peer_markdown(peers, args.peer_steps)
+        write_section("pets-mbrl-lib", text, meta, "python benchmarks/pets_pendulum.py")
+        print(text)
 
 
 if __name__ == "__main__":

@@ -38,18 +38,19 @@ from bellman.ops import dynamics
 
 @dataclass(frozen=True)
 class MBPOConfig(sac.SACConfig):
-    """MBPO's settings: SAC's (with Pendulum's learning rate), and the model's. The paper's 20
-    policy updates per env step, model rollouts of one step and 5% real data; a smaller
-    ensemble, trained a step at every policy update instead of to convergence every 250 steps."""
+    """MBPO's settings: SAC's (with Pendulum's learning rate), and the model's. The paper's
+    model rollouts of one step and 5% real data; 5 policy updates per env step instead of its
+    20, and a smaller ensemble (5 networks of 3 x 64), trained a step at every policy update
+    instead of to convergence every 250 steps: sized for a CPU."""
 
     # SAC's and the replay loop's settings, with MBPO's defaults where they differ
     learning_starts: int = 500
     learning_rate: float = 1e-3
-    gradient_steps: int = 10
+    gradient_steps: int = 5
 
     ensemble_size: int = 5
     """M, the networks of the model's ensemble."""
-    model_hidden_sizes: tuple[int, ...] = (200, 200, 200)
+    model_hidden_sizes: tuple[int, ...] = (64, 64, 64)
     """Hidden layer widths of each of the model's networks."""
     model_activation: Literal["silu", "relu", "tanh", "elu"] = "silu"
     """Activation of the model's hidden layers."""
