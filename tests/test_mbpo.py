@@ -92,9 +92,9 @@ def test_mbpo_learns_the_probe_action_from_the_models_rewards(tmp_path: Path) ->
 
 
 ARGS = [
-    "train", "mbpo", "--env", "Pendulum-v1", "--steps", "600", "--learning-starts", "200",
+    "train", "mbpo", "--env", "Pendulum-v1", "--steps", "500", "--learning-starts", "100",
     "--hidden-sizes", "32", "32", "--model-hidden-sizes", "32", "32", "--batch-size", "64",
-    "--gradient-steps", "2", "--model-buffer-size", "2048", "--log-every", "100",
+    "--gradient-steps", "1", "--model-buffer-size", "2048", "--log-every", "100",
     "--checkpoint-every", "200", "--evals", "0", "--eval-episodes", "1", "--quiet",
 ]  # fmt: skip
 
@@ -104,7 +104,7 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
     run ends bit for bit where an uninterrupted one ends."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     last = kill_after_checkpoint(ARGS, killed, 200)
-    assert 200 <= last < 600, last
+    assert 200 <= last < 500, last
     resumed = run_cli("train", "mbpo", "--resume", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     uninterrupted = run_cli(*ARGS, "--out", str(whole))
