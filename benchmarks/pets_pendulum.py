@@ -3,7 +3,8 @@ against mbrl-lib's (PyTorch) in wall time; writes RESULTS.md's sections pets-pen
 pets-mbrl-lib.
 
     python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 3000] [--mbpo-steps 5000]
-        [--sac-steps 20000] [--every 400] [--episodes 3] [--peer-steps 1200] [--skip-peer]
+        [--sac-steps 20000] [--every 400] [--episodes 3] [--peer-steps 1200]
+        [--skip-peer | --only-peer]
 
 Three commands, one after the other on the same machine: `bellman train pets`, `bellman train
 mbpo` and `bellman train sac --env Pendulum-v1` (each its defaults, SAC its pendulum preset),
@@ -138,8 +139,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--peer-steps", type=int, default=1200)
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--only-peer", action="store_true", help="the mbrl-lib comparison alone")
     args = parser.parse_args()
     meta = machine()
+    if args.only_peer:
+        return peer(args.peer_steps, meta)
     runs = [
         train("pets", args.pets_steps, args.seeds, args.every, args.episodes),
         train("mbpo", args.mbpo_steps, args.seeds, args.every, args.episodes),
@@ -188,11 +192,15 @@ def main() -> None:
     write_section("pets-pendulum", body, meta, "python benchmarks/pets_pendulum.py")
     print(body)
     if not args.skip_peer:
-        peers = [bellman_peer_run(args.peer_steps), mbrl_peer_run(args.peer_steps)]
-        (OUT / "pets-mbrl-lib.json").write_text(json.dumps({"meta": meta, "runs": peers}))
-        text = peer_markdown(peers, args.peer_steps)
-        write_section("pets-mbrl-lib", text, meta, "python benchmarks/pets_pendulum.py")
-        print(text)
+        peer(args.peer_steps, meta)
+
+
+def peer(steps: int, meta: dict) -> None:
+    peers = [bellman_peer_run(steps), mbrl_peer_run(steps)]
+    (OUT / "pets-mbrl-lib.json").write_text(json.dumps({"meta": meta, "runs": peers}))
+    text = peer_markdown(peers, steps)
+    write_section("pets-mbrl-lib", text, meta, "python benchmarks/pets_pendulum.py --only-peer")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ PEER_VENVS = {
     # rejax 0.1.3 expects gymnax's old 5-tuple step, so it gets gymnax 0.0.9 in its own venv
     "rejax": [["rejax==0.1.3", "jax==0.10.2", "jaxlib==0.10.2", "gymnax==0.0.9"]],
     "sbx": [["torch==2.13.0"], ["sbx-rl==0.28.0", "gymnasium[classic-control]>=1.3,<1.4"]],
-    # mbrl-lib 0.2.0 pins gymnasium 0.26.3 (Pendulum-v1 is the same task)
-    "mbrl": [["torch==2.13.0"], ["mbrl==0.2.0"]],
+    # mbrl-lib 0.2.0 pins gymnasium 0.26.3 (Pendulum-v1 is the same task) and hydra-core 1.0.3,
+    # which fails under Python 3.11 (its dataclasses' mutable defaults): hydra-core 1.3.2 and
+    # omegaconf 2.3.0 replace them, and numpy stays below 2 (gymnasium 0.26.3 uses np.bool8)
+    "mbrl": [
+        ["torch==2.13.0"],
+        ["mbrl==0.2.0"],
+        ["hydra-core==1.3.2", "omegaconf==2.3.0", "numpy<2"],
+    ],
 }
 
 
