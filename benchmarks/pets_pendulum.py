@@ -2,8 +2,8 @@
 against mbrl-lib's (PyTorch) in wall time; writes RESULTS.md's sections pets-pendulum and
 pets-mbrl-lib.
 
-    python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 3000] [--mbpo-steps 5000]
-        [--sac-steps 20000] [--every 400] [--episodes 3] [--peer-steps 1200]
+    python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 2000] [--mbpo-steps 5000]
+        [--sac-steps 20000] [--every 400] [--episodes 2] [--peer-steps 1200]
         [--skip-peer | --only-peer]
 
 Three commands, one after the other on the same machine: `bellman train pets`, `bellman train
@@ -132,11 +132,11 @@ def peer_markdown(runs: list[dict], steps: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--pets-steps", type=int, default=3000)
+    parser.add_argument("--pets-steps", type=int, default=2000)
     parser.add_argument("--mbpo-steps", type=int, default=5000)
     parser.add_argument("--sac-steps", type=int, default=20_000)
     parser.add_argument("--every", type=int, default=400)
-    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--peer-steps", type=int, default=1200)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--only-peer", action="store_true", help="the mbrl-lib comparison alone")
