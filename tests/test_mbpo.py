@@ -74,7 +74,7 @@ def test_mbpo_learns_the_probe_action_from_the_models_rewards(tmp_path: Path) ->
     minibatches from model rollouts, the policy settles at a = 0.5."""
     probe = {"learning_starts": 200, "batch_size": 64, "buffer_size": 5000}
     run = bellman.train(
-        "mbpo", env="probe/ContinuousAction-v0", steps=2000, seeds=2, out=tmp_path / "run",
+        "mbpo", env="probe/ContinuousAction-v0", steps=1200, seeds=2, out=tmp_path / "run",
         progress=False, evals=0, eval_episodes=10, gradient_steps=2, hidden_sizes=[64, 64],
         model_hidden_sizes=[32, 32], model_buffer_size=4096, **probe,
     )  # fmt: skip

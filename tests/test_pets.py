@@ -163,7 +163,7 @@ def test_pets_learns_the_probe_action_and_logs_the_models_metrics(tmp_path: Path
 
 
 ARGS = [
-    "train", "pets", "--env", "Pendulum-v1", "--steps", "600", "--learning-starts", "200",
+    "train", "pets", "--env", "Pendulum-v1", "--steps", "400", "--learning-starts", "100",
     "--hidden-sizes", "32", "32", "--population", "32", "--elites", "4", "--particles", "5",
     "--horizon", "5", "--iterations", "2", "--log-every", "100", "--checkpoint-every", "200",
     "--evals", "0", "--eval-episodes", "1", "--quiet",
@@ -176,7 +176,7 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
     uninterrupted one ends."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     last = kill_after_checkpoint(ARGS, killed, 200)
-    assert 200 <= last < 600, last
+    assert 200 <= last < 400, last
     resumed = run_cli("train", "pets", "--resume", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     uninterrupted = run_cli(*ARGS, "--out", str(whole))
