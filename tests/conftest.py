@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bellman
@@ -65,3 +67,26 @@ def kill_after_checkpoint(args: list[str], out: Path, min_update: int) -> int:
     finally:
         proc.wait()
     return ckpt.list_checkpoints(out / "checkpoints")[-1][0]
+
+
+def assert_resume_is_exact(
+    args: list[str], algo: str, tmp_path: Path, first: int, steps: int
+) -> None:
+    """Kill `bellman train ARGS` after its checkpoint at `first`, resume it, and check that it
+    ends bit for bit where an uninterrupted run of the same command ends."""
+    from bellman.experiment import checkpoint as ckpt
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    last = kill_after_checkpoint(args, killed, first)
+    assert first <= last < steps, last
+    resumed = run_cli("train", algo, "--resume", str(killed), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    uninterrupted = run_cli(*args, "--out", str(whole))
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    last_of = lambda run: ckpt.read_arrays(ckpt.list_checkpoints(run / "checkpoints")[-1][1])
+    killed_state, whole_state = last_of(killed), last_of(whole)
+    assert set(killed_state) == set(whole_state)
+    for part in killed_state:
+        for a, b in zip(killed_state[part], whole_state[part], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert json.loads((killed / "summary.json").read_text())["resumed"]

@@ -15,8 +15,7 @@ import bellman
 from bellman.algos import mbpo
 from bellman.buffers import Batch
 from bellman.envs import registry
-from bellman.experiment import checkpoint as ckpt
-from tests.conftest import kill_after_checkpoint, run_cli
+from tests.conftest import assert_resume_is_exact
 
 SPEC = registry.resolve("Pendulum-v1").spec
 
@@ -102,17 +101,4 @@ ARGS = [
 def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
     """SAC's networks, the ensemble, both memories and the optimisers come back: the resumed
     run ends bit for bit where an uninterrupted one ends."""
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
-    last = kill_after_checkpoint(ARGS, killed, 200)
-    assert 200 <= last < 500, last
-    resumed = run_cli("train", "mbpo", "--resume", str(killed), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    uninterrupted = run_cli(*ARGS, "--out", str(whole))
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-    last_of = lambda run: ckpt.read_arrays(ckpt.list_checkpoints(run / "checkpoints")[-1][1])
-    killed_state, whole_state = last_of(killed), last_of(whole)
-    assert set(killed_state) == set(whole_state)
-    for part in killed_state:
-        for a, b in zip(killed_state[part], whole_state[part], strict=True):
-            np.testing.assert_array_equal(a, b)
-    assert json.loads((killed / "summary.json").read_text())["resumed"]
+    assert_resume_is_exact(ARGS, "mbpo", tmp_path, 200, 500)

@@ -17,9 +17,8 @@ import bellman
 from bellman.algos import pets
 from bellman.buffers import Batch
 from bellman.envs.spaces import Box, EnvSpec
-from bellman.experiment import checkpoint as ckpt
 from bellman.ops import dynamics
-from tests.conftest import kill_after_checkpoint, run_cli
+from tests.conftest import assert_resume_is_exact
 
 
 def test_gaussian_nll_is_the_negative_log_density() -> None:
@@ -174,17 +173,4 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path) -> None:
     """The ensemble, its normalisers, the optimiser, the replay memory and every env's plan
     (the runner's exploration state) come back: the resumed run ends bit for bit where an
     uninterrupted one ends."""
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
-    last = kill_after_checkpoint(ARGS, killed, 200)
-    assert 200 <= last < 400, last
-    resumed = run_cli("train", "pets", "--resume", str(killed), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    uninterrupted = run_cli(*ARGS, "--out", str(whole))
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-    last_of = lambda run: ckpt.read_arrays(ckpt.list_checkpoints(run / "checkpoints")[-1][1])
-    killed_state, whole_state = last_of(killed), last_of(whole)
-    assert set(killed_state) == set(whole_state)
-    for part in killed_state:
-        for a, b in zip(killed_state[part], whole_state[part], strict=True):
-            np.testing.assert_array_equal(a, b)
-    assert json.loads((killed / "summary.json").read_text())["resumed"]
+    assert_resume_is_exact(ARGS, "pets", tmp_path, 200, 400)

@@ -156,6 +156,14 @@ def predict(
     return norm.targets.mean + scale * mean, jnp.exp(logvar) * scale**2
 
 
+def _draw(
+    obs: jax.Array, mean: jax.Array, var: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """s' ~ s + N(mean, var) over the observation's part of [s' - s, r], and the mean reward."""
+    delta = mean[..., :-1] + jnp.sqrt(var[..., :-1]) * jax.random.normal(key, obs.shape)
+    return obs + delta, mean[..., -1]
+
+
 def sample_next(
     net: GaussianEnsemble,
     params: dict,
@@ -167,8 +175,7 @@ def sample_next(
     """One step of each member's own particles: observations and actions `[M, B, ...]` ->
     sampled next observations `[M, B, obs_dim]` and the predicted mean rewards `[M, B]`."""
     mean, var = predict(net, params, norm, obs, action)
-    delta = mean[..., :-1] + jnp.sqrt(var[..., :-1]) * jax.random.normal(key, obs.shape)
-    return obs + delta, mean[..., -1]
+    return _draw(obs, mean, var, key)
 
 
 def disagreement(mean: jax.Array) -> jax.Array:
@@ -259,6 +266,4 @@ def sample_member_step(
     mean, var = predict(net, params, norm, obs, action)  # [M, B, O]
     member = jax.random.randint(member_key, (obs.shape[0],), 0, net.members)
     rows = jnp.arange(obs.shape[0])
-    mean, var = mean[member, rows], var[member, rows]  # [B, O]
-    delta = mean[:, :-1] + jnp.sqrt(var[:, :-1]) * jax.random.normal(noise_key, obs.shape)
-    return obs + delta, mean[:, -1]
+    return _draw(obs, mean[member, rows], var[member, rows], noise_key)
