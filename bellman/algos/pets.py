@@ -25,6 +25,7 @@ plans are the runner's per-env exploration state (`NOISE`), in units of the acti
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Literal
@@ -78,7 +79,10 @@ class PETSConfig(ReplayLoop):
     elites: int = 20
     """The best sequences CEM refits its Gaussian to."""
     iterations: int = 4
-    """CEM iterations per env step."""
+    """CEM iterations per env step, from the previous step's plan shifted by one (warm start)."""
+    eval_iterations: int = 8
+    """CEM iterations per step of the evaluated controller, which plans every step from the
+    middle of the bounds (an evaluation keeps no plans between steps)."""
     momentum: float = 0.1
     """The share of the old mean and standard deviation kept at each refit."""
     init_std: float = 0.5
@@ -93,7 +97,7 @@ class PETSConfig(ReplayLoop):
         """Raise ConfigError for a setting of the wrong type, out of range or inconsistent."""
         super().validate()
         cfg.at_least(self, 1, "ensemble_size", "horizon", "population", "elites")
-        cfg.at_least(self, 1, "iterations", "particles")
+        cfg.at_least(self, 1, "iterations", "eval_iterations", "particles")
         cfg.positive(self, "learning_rate", "init_std")
         cfg.at_least(self, 0, "weight_decay")
         cfg.within(self, 0, 1, "momentum")
@@ -318,9 +322,11 @@ def plan_fresh(
     config: PETSConfig, spec: EnvSpec, state: PETSState, obs: jax.Array, key: jax.Array
 ) -> jax.Array:
     """The evaluated controller: each observation's plan from the middle of the bounds (no
-    warm start: the evaluation keeps no plans), its first action in the env's units."""
+    warm start: the evaluation keeps no plans) with `eval_iterations` of CEM, its first action
+    in the env's units."""
     fresh = fresh_plans(config, spec, obs.shape[0]).mean
-    found = _plan_all(config, spec, state, obs, fresh, key)
+    cold = dataclasses.replace(config, iterations=config.eval_iterations)
+    found = _plan_all(cold, spec, state, obs, fresh, key)
     return env_action(spec, found.mean[:, 0])
 
 
