@@ -52,7 +52,7 @@ typecheck: install-dev
 	$(BIN)/mypy bellman
 
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile  # two worker processes, each test file on one
 
 bench: install-dev
 	$(BIN)/python benchmarks/run.py
