@@ -143,6 +143,30 @@ def test_check_errors_name_the_algorithm_and_the_game() -> None:
     assert "minimax plays tic_tac_toe only" in result.stderr
 
 
+def test_no_pass_before_keeps_the_search_from_passing_early_unless_it_must() -> None:
+    go = GameEnv("go_9x9")
+    config = dataclasses.replace(SMALL, no_pass_before=4)
+    pass_move = alphazero.PASS_MOVE["go_9x9"]
+    early, late = position(go, [0]), position(go, [0, 1, 2, 3])  # moves 1 and 4 of the game
+    forced = early.replace(legal_action_mask=jnp.zeros(82, bool).at[pass_move].set(True))
+    allowed = np.asarray(alphazero.allowed_moves(config, go, batched(early, late, forced)))
+    assert not allowed[0, pass_move]
+    assert allowed[0].sum() == np.asarray(early.legal_action_mask).sum() - 1
+    assert (allowed[1] == np.asarray(late.legal_action_mask)).all() and allowed[1, pass_move]
+    assert allowed[2].tolist() == np.asarray(forced.legal_action_mask).tolist()  # only the pass
+    # Gumbel's policy target weighs every move it may play: the pass, unless it is held back
+    key = jax.random.PRNGKey(1)
+    for limit, passes in ((0, True), (4, False)):
+        limited = dataclasses.replace(config, no_pass_before=limit)
+        state = untrained(limited, go)
+        _, weights = alphazero.act(
+            limited, go, state, batched(early), key, True, jnp.ones(1, jnp.int32)
+        )
+        assert (float(weights[0, pass_move]) > 0) == passes
+    with pytest.raises(EnvError, match="no_pass_before applies to"):
+        alphazero.check_env(config, TTT.spec)
+
+
 @pytest.mark.parametrize("game", ["tic_tac_toe", "connect_four", "go_9x9"])
 def test_the_mirror_image_of_a_game_is_the_game_of_the_mirrored_moves(game: str) -> None:
     # (go_19x19 shares go_9x9's code path: a point r * W + c, the pass last)

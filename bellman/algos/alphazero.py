@@ -104,6 +104,10 @@ class AlphaZeroConfig:
     """Positions of finished games kept for training (the newest)."""
     learning_starts: int = 1_000
     """Positions stored before the first gradient step."""
+    no_pass_before: int = 0
+    """Go: the search does not pass in the first no_pass_before moves of a game while another
+    move is legal (not in the papers; 0: passing is always considered). A network that values
+    an early pass too highly otherwise passes while its opponent fills the board."""
     mirror: bool = False
     """Train on each sampled position or its mirror image, at random (the board reflected left
     to right, its move targets with it), on the games whose rules that leaves unchanged
@@ -139,6 +143,7 @@ class AlphaZeroConfig:
             "learning_starts",
             "temperature_moves",
             "random_opening_moves",
+            "no_pass_before",
         )
         cfg.positive(self, "learning_rate", "max_grad_norm", "dirichlet_alpha")
         cfg.at_least(self, 0, "weight_decay")
@@ -229,6 +234,10 @@ def preset_for(spec: EnvSpec) -> str | None:
 
 PRESET_GAMES = ("tic_tac_toe", "connect_four", "go_9x9")
 
+PASS_MOVE = {"go_9x9": 81, "go_19x19": 361}
+"""Go's pass, the last move of pgx's Go (a move on each point, then the pass)."""
+PASSING = tuple(PASS_MOVE)
+
 
 def check_env(config: AlphaZeroConfig, spec: EnvSpec) -> None:
     """AlphaZero plays the two-player games (`bellman.envs.games`); the runner checks the env
@@ -243,6 +252,11 @@ def check_env(config: AlphaZeroConfig, spec: EnvSpec) -> None:
         raise EnvError(
             f"mirror=True needs a left-right symmetric game ({', '.join(MIRRORED)}); {spec.id}'s "
             "rules are not"
+        )
+    if config.no_pass_before and spec.id not in PASSING:
+        raise EnvError(
+            f"no_pass_before applies to the games with a pass move ({', '.join(PASSING)}), "
+            f"not to {spec.id}"
         )
     if len(spec.obs_shape) != 3:
         raise EnvError(
@@ -307,6 +321,18 @@ completed_q = functools.partial(
 = 0.1 (the constant shift leaves the softmax unchanged)."""
 
 
+def allowed_moves(config: AlphaZeroConfig, game: GameEnv, states: Any) -> jax.Array:
+    """The moves the search considers in the positions `states` `[B]`: the legal ones, less Go's
+    pass in a game's first `no_pass_before` moves where another move is legal."""
+    legal = states.legal_action_mask
+    if config.no_pass_before == 0:
+        return legal
+    is_pass = jnp.arange(legal.shape[-1]) == PASS_MOVE[game.id]
+    early = states._step_count < config.no_pass_before
+    other = jnp.any(legal & ~is_pass, axis=-1)
+    return legal & ~(is_pass & (early & other)[:, None])
+
+
 def search(
     config: AlphaZeroConfig,
     game: GameEnv,
@@ -327,7 +353,7 @@ def search(
 
     def evaluate(p: Any, s: Any) -> tuple[jax.Array, jax.Array]:
         logits, value = predict(config, game.spec, p, s.observation)
-        return masked_logits(logits, s.legal_action_mask), value
+        return masked_logits(logits, allowed_moves(config, game, s)), value
 
     logits, value = evaluate(params, states)
     root = mctx.RootFnOutput(prior_logits=logits, value=value, embedding=states)
@@ -346,7 +372,7 @@ def search(
         )
         return out, after
 
-    invalid = ~states.legal_action_mask
+    invalid = ~allowed_moves(config, game, states)
     if config.mcts == "gumbel":
         return mctx.gumbel_muzero_policy(
             params,
@@ -399,7 +425,7 @@ def act(
         if config.mcts == "gumbel":  # the opening moves sampled from the improved policy
             sampled = jax.random.categorical(policy_key, jnp.log(out.action_weights), axis=-1)
             action = jnp.where(move_number < config.temperature_moves, sampled, action)
-        legal = jnp.where(states.legal_action_mask, 0.0, -jnp.inf)
+        legal = jnp.where(allowed_moves(config, game, states), 0.0, -jnp.inf)
         uniform = jax.random.categorical(random_key, legal, axis=-1)
         action = jnp.where(move_number < config.random_opening_moves, uniform, action)
     return action, out.action_weights
