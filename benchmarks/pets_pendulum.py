@@ -4,15 +4,18 @@ pets-mbrl-lib.
 
     python benchmarks/pets_pendulum.py [--seeds 4] [--pets-steps 2000] [--mbpo-steps 5000]
         [--sac-steps 20000] [--every 400] [--episodes 2] [--peer-steps 1200]
-        [--skip-peer | --only-peer]
+        [--final-episodes 10] [--skip-peer | --only-peer | --evaluate-only]
 
 Three commands, one after the other on the same machine: `bellman train pets`, `bellman train
 mbpo` and `bellman train sac --env Pendulum-v1` (each its defaults, SAC its pendulum preset),
 each with `--seeds` seeds in one program and an evaluation of `--episodes` fresh episodes every
 `--every` env steps. For each seed, the env steps until its evaluation return first reaches
--200; the table gives their mean over the seeds. The targets (issue 19): PETS's and MBPO's
-final return >= -200 (mean over the seeds) within 5,000 env steps, and PETS needing at most a
-third of SAC's env steps to reach -200.
+-200; the table gives their mean over the seeds. After training, `bellman eval RUN --episodes
+N` (`--final-episodes`, 10) measures each seed's final controller on N fresh episodes: the
+final return. The targets (issue 19): PETS's and MBPO's final return >= -200 (mean over the
+seeds) within 5,000 env steps, and PETS needing at most a third of SAC's env steps to reach -200.
+`--evaluate-only` measures the final returns again from the run directories of the last run
+(`benchmarks/out/pets-pendulum.json`) and rewrites the section.
 
 Then one seed of bellman's PETS and one of mbrl-lib's (`peers/mbrl_pets.py`, in its own venv:
 torch==2.13.0 first, then mbrl==0.2.0), the same network, ensemble and CEM sizes, each for
@@ -58,9 +61,25 @@ def train(algo: str, steps: int, seeds: int, every: int, episodes: int) -> dict:
         "wall_s": wall,
         "compile_s": summary["compile_s"],
         "train_s": summary["train_s"],
-        "final": summary["final_return_per_seed"],
+        "last_eval": summary["final_return_per_seed"],
         "reached": reached,
         "curve": curve,
+    }
+
+
+def final_evaluation(run: dict, episodes: int) -> dict:
+    """`run` with `final`: each seed's mean return over `episodes` fresh episodes of its final
+    controller (`bellman eval`), and the wall time that took."""
+    out = OUT / f"pets-pendulum-{run['algo']}"
+    cmd = [sys.executable, "-m", "bellman", "eval", str(out), "--episodes", str(episodes)]
+    start = time.perf_counter()
+    done = subprocess.run([*cmd, "--json"], cwd=ROOT, check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout)
+    return {
+        **run,
+        "final": result["return_per_seed"],
+        "final_episodes": episodes,
+        "final_eval_s": time.perf_counter() - start,
     }
 
 
@@ -138,30 +157,49 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=400)
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--peer-steps", type=int, default=1200)
+    parser.add_argument("--note", default="", help="a sentence on how the run was made")
+    parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--evaluate-only", action="store_true", help="final returns again")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--only-peer", action="store_true", help="the mbrl-lib comparison alone")
     args = parser.parse_args()
     meta = machine()
     if args.only_peer:
         return peer(args.peer_steps, meta)
-    runs = [
-        train("pets", args.pets_steps, args.seeds, args.every, args.episodes),
-        train("mbpo", args.mbpo_steps, args.seeds, args.every, args.episodes),
-        train("sac", args.sac_steps, args.seeds, args.every, args.episodes),
-    ]
-    (OUT / "pets-pendulum.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    saved = OUT / "pets-pendulum.json"
+    if args.evaluate_only:
+        last = json.loads(saved.read_text())
+        runs, meta = last["runs"], {**last["meta"], "evaluated": meta["date"]}
+        every, episodes = last["every"], last["episodes"]
+    else:
+        every, episodes = args.every, args.episodes
+        runs = [
+            train("pets", args.pets_steps, args.seeds, every, episodes),
+            train("mbpo", args.mbpo_steps, args.seeds, every, episodes),
+            train("sac", args.sac_steps, args.seeds, every, episodes),
+        ]
+    runs = [final_evaluation(run, args.final_episodes) for run in runs]
+    record = {"meta": meta, "every": every, "episodes": episodes, "runs": runs}
+    saved.write_text(json.dumps(record, indent=1))
     pets, mbpo, sac = runs
-    lines = [
-        f"{args.seeds} seeds of each in one command; an evaluation of {args.episodes} fresh "
-        f"episodes every {args.every} env steps. Steps to -200: for each seed, the env steps "
-        "at its first evaluation with a mean return >= -200.",
+    seeds = len(pets["final"])
+    lines = [args.note, ""] if args.note else []
+    lines += [
+        f"{seeds} seeds of each in one command; an evaluation of {episodes} fresh "
+        f"episodes every {every} env steps. Steps to -200: for each seed, the env steps "
+        "at its first evaluation with a mean return >= -200. Final return: each seed's final "
+        f"controller on {args.final_episodes} fresh episodes (`bellman eval RUN --episodes "
+        f"{args.final_episodes}`) after training; the last evaluation during training, on "
+        f"{episodes} episodes, in brackets.",
         "",
-        "| algorithm | command | final return per seed | steps to -200 per seed | mean "
-        "| wall s (compile s) |",
+        "| algorithm | command | final return per seed (last evaluation) | steps to -200 per "
+        "seed | mean | wall s (compile s) |",
         "|---|---|---|---|---:|---:|",
     ]
     for run in runs:
-        final = ", ".join(f"{x:.1f}" for x in run["final"])
+        final = ", ".join(
+            f"{x:.1f} ({y:.0f})" for x, y in zip(run["final"], run["last_eval"], strict=True)
+        )
         reached = ", ".join("never" if r is None else f"{r:,}" for r in run["reached"])
         mean = mean_reached(run)
         shown = "not reached by every seed" if mean is None else f"{mean:,.0f}"
@@ -191,7 +229,7 @@ def main() -> None:
     body = "\n".join(lines)
     write_section("pets-pendulum", body, meta, "python benchmarks/pets_pendulum.py")
     print(body)
-    if not args.skip_peer:
+    if not (args.skip_peer or args.evaluate_only):
         peer(args.peer_steps, meta)
 
 
