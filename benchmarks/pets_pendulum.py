@@ -227,6 +227,11 @@ def main() -> None:
         + ".",
     ]
     body = "\n".join(lines)
+    if args.evaluate_only:
+        body += (
+            f"\n- The final returns were measured at {meta['evaluated']} by `python "
+            "benchmarks/pets_pendulum.py --evaluate-only` on the run directories above."
+        )
     write_section("pets-pendulum", body, meta, "python benchmarks/pets_pendulum.py")
     print(body)
     if not (args.skip_peer or args.evaluate_only):
