@@ -146,7 +146,7 @@ def test_check_errors_name_the_algorithm_and_the_game() -> None:
 def test_no_pass_before_keeps_the_search_from_passing_early_unless_it_must() -> None:
     go = GameEnv("go_9x9")
     config = dataclasses.replace(SMALL, no_pass_before=4)
-    pass_move = alphazero.PASS_MOVE["go_9x9"]
+    pass_move = go.pass_move
     early, late = position(go, [0]), position(go, [0, 1, 2, 3])  # moves 1 and 4 of the game
     forced = early.replace(legal_action_mask=jnp.zeros(82, bool).at[pass_move].set(True))
     allowed = np.asarray(alphazero.allowed_moves(config, go, batched(early, late, forced)))

@@ -39,7 +39,7 @@ from flax import struct
 
 from bellman import config as cfg
 from bellman import nets
-from bellman.envs.games import MIRRORED, GameEnv, is_game
+from bellman.envs.games import MIRRORED, PASSING, GameEnv, is_game
 from bellman.envs.spaces import Discrete, EnvSpec
 from bellman.errors import EnvError
 
@@ -234,10 +234,6 @@ def preset_for(spec: EnvSpec) -> str | None:
 
 PRESET_GAMES = ("tic_tac_toe", "connect_four", "go_9x9")
 
-PASS_MOVE = {"go_9x9": 81, "go_19x19": 361}
-"""Go's pass, the last move of pgx's Go (a move on each point, then the pass)."""
-PASSING = tuple(PASS_MOVE)
-
 
 def check_env(config: AlphaZeroConfig, spec: EnvSpec) -> None:
     """AlphaZero plays the two-player games (`bellman.envs.games`); the runner checks the env
@@ -327,7 +323,7 @@ def allowed_moves(config: AlphaZeroConfig, game: GameEnv, states: Any) -> jax.Ar
     legal = states.legal_action_mask
     if config.no_pass_before == 0:
         return legal
-    is_pass = jnp.arange(legal.shape[-1]) == PASS_MOVE[game.id]
+    is_pass = jnp.arange(legal.shape[-1]) == game.pass_move
     early = states._step_count < config.no_pass_before
     other = jnp.any(legal & ~is_pass, axis=-1)
     return legal & ~(is_pass & (early & other)[:, None])

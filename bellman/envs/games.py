@@ -51,6 +51,11 @@ Connect Four too). Othello's opening position and Hex's board are not left-right
 chess variants' castling is not."""
 
 
+PASSING = ("go_9x9", "go_19x19")
+"""The games whose players may pass at any move: pgx's last action is the pass (Go: a move on
+each point, then the pass). Othello's pass is legal only when no other move is."""
+
+
 class GameEnv:
     """A pgx two-player game as a bellman env; see the module docstring."""
 
@@ -74,6 +79,12 @@ class GameEnv:
             max_episode_steps=self.max_moves,
         )
         self.cache_key = f"pgx:{game_id}:{self.game.version}:pgx-{pgx.__version__}"
+
+    @property
+    def pass_move(self) -> int:
+        """The pass, in the games that have one at every move (`PASSING`)."""
+        assert self.id in PASSING, f"{self.id} has no pass move"
+        return self.num_actions - 1
 
     # ----- symmetry -----
     @property
