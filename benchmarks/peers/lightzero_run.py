@@ -1,7 +1,8 @@
-"""LightZero 0.2.0's MuZero (PyTorch, C++ MCTS tree `mz_tree`) with its own zoo config for
-CartPole or tic-tac-toe against its bot; prints one JSON line, the last of stdout (run in the
-lightzero venv). The venv, from /work/main (DI-engine 0.5.3 pins setuptools<=66.1.1, which
-torch 2.13 cannot have, so both go in with --no-deps after their requirements):
+"""LightZero 0.2.0's MuZero (PyTorch, C++ MCTS tree `mz_tree`) on CartPole or tic-tac-toe, or its
+AlphaZero (C++ tree `ctree_alphazero`) on tic-tac-toe, with its own zoo configs; prints one JSON
+line, the last of stdout (run in the lightzero venv). The venv, from the repository root
+(DI-engine 0.5.3 pins setuptools<=66.1.1, which torch 2.13 cannot have, so both go in with
+--no-deps after their requirements):
 
     python3.11 -m venv benchmarks/.venvs/lightzero
     benchmarks/.venvs/lightzero/bin/pip install torch==2.13.0
@@ -10,26 +11,47 @@ torch 2.13 cannot have, so both go in with --no-deps after their requirements):
         "tensorboardX>=2.2" "wandb<=0.19.0" matplotlib "easydict>=1.9" pyyaml enum-tools \
         cloudpickle hickle tabulate "click>=7.0.0" "flask<=2.0.3" "werkzeug<=2.0.3" requests \
         responses URLObject pynng sniffio redis "mpire>=2.3.5" einops "gymnasium[atari]==0.28.0" \
-        pympler minigrid moviepy pytest line_profiler xxhash openai
+        pympler minigrid moviepy pytest line_profiler xxhash openai pybind11
     benchmarks/.venvs/lightzero/bin/pip install --no-deps DI-engine==0.5.3 LightZero==0.2.0
 
-    benchmarks/.venvs/lightzero/bin/python benchmarks/peers/lightzero_muzero.py \
-        --env cartpole --max-env-steps 100000 --target 475 --seed 0 --eval-every 2000 \
-        [--max-wall-s 360] [--env-id CartPole-v1] [--eval-episodes N] [--no-stop]
+The wheel ships MuZero's trees compiled but not AlphaZero's (`lzero/mcts/ctree/ctree_alphazero`
+holds only its test). Build it from the v0.2.0 source (cmake and a C++ compiler; the source's
+pybind11 is a git submodule, replaced by the pybind11 installed above):
 
-The configs are the wheel's own `zoo/classic_control/cartpole/config/cartpole_muzero_config.py`
-and `zoo/board_games/tictactoe/config/tictactoe_muzero_bot_mode_config.py`, imported and changed
-only where a CPU-only, one-process, one-thread run needs it: `policy.cuda=False` (the entry then
-sets `policy.device='cpu'`), `env_manager.type='base'` (the zoo's 'subprocess' forks one worker
-per env; 'base' steps the 8 collector and 3 or 5 evaluator envs in this process), and
-`env.stop_value=--target` (LightZero's own stop rule: training ends at the first evaluation whose
-mean return reaches it; `--no-stop` turns that off). CartPole runs `--env-id`, by default
-CartPole-v1 (gymnasium's 500-step cap) where the zoo has CartPole-v0 (200): the zoo env only
-calls `gymnasium.make(env_id)`, so the id is all that changes.
+    git clone --depth 1 --branch v0.2.0 https://github.com/opendilab/LightZero lz-src
+    cd lz-src/lzero/mcts/ctree/ctree_alphazero
+    sed -i 's/^add_subdirectory(pybind11)/find_package(pybind11 CONFIG REQUIRED)/' CMakeLists.txt
+    PY=<repo>/benchmarks/.venvs/lightzero/bin/python
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$PY \
+        -Dpybind11_DIR=$($PY -m pybind11 --cmakedir)
+    cmake --build build
+    cp build/mcts_alphazero.cpython-311-x86_64-linux-gnu.so \
+        <venv site-packages>/lzero/mcts/ctree/ctree_alphazero/build/
 
-Training is LightZero's own entry, `lzero.entry.train_muzero`, unchanged; the script only
-subclasses the collector and evaluator it builds (and the evaluator's episode monitor) to read
-the env steps, time each evaluation and record its mean return. LightZero evaluates every
+Then, for example:
+
+    benchmarks/.venvs/lightzero/bin/python benchmarks/peers/lightzero_run.py \
+        --algo muzero --env cartpole --max-env-steps 100000 --target 475 --seed 0 \
+        --eval-every 2000 [--max-wall-s 360] [--env-id CartPole-v1] [--eval-episodes N] \
+        [--no-stop] [--eval-bot v0|alpha_beta_pruning]
+
+The configs are the wheel's own `zoo/classic_control/cartpole/config/cartpole_muzero_config.py`,
+`zoo/board_games/tictactoe/config/tictactoe_muzero_bot_mode_config.py` and
+`tictactoe_alphazero_bot_mode_config.py`, imported and changed only where a CPU-only, one-process,
+one-thread run needs it: `policy.cuda=False` (the entry then sets `policy.device='cpu'`),
+`env_manager.type='base'` (the zoo's 'subprocess' forks one worker per env; 'base' steps the
+collector and evaluator envs in this process), and `env.stop_value=--target` (LightZero's own stop
+rule: training ends at the first evaluation whose mean return reaches it; `--no-stop` turns that
+off). CartPole runs `--env-id`, by default CartPole-v1 (gymnasium's 500-step cap) where the zoo has
+CartPole-v0 (200): the zoo env only calls `gymnasium.make(env_id)`, so the id is all that changes.
+On tic-tac-toe the agent trains against the zoo's rule bot 'v0' (bot mode) and is evaluated
+against `--eval-bot`: 'v0' as the zoo does, or 'alpha_beta_pruning', LightZero's exact player
+(the evaluator envs' config only; the agent always moves first, so a mean return of 0 against it
+means no game lost).
+
+Training is LightZero's own entry, `lzero.entry.train_muzero` or `train_alphazero`, unchanged; the
+script only subclasses the collector and evaluator it builds (and the evaluator's episode monitor)
+to read the env steps, time each evaluation and record its mean return. LightZero evaluates every
 `eval_freq` learner iterations; `--eval-every E` (env steps, > 0) replaces that with an
 evaluation whenever E more env steps were collected since the last one (`--eval-every 0` keeps
 LightZero's schedule). One last evaluation runs once `--max-env-steps` steps were collected or
@@ -37,11 +59,13 @@ once one more collect-and-train iteration (timed as the last one) would pass `--
 and ends the run (the loop checks at the top of each collect, so the steps overshoot by up to one
 collect of `n_episode` episodes, as LightZero's own max_env_step does).
 
-Timing: setup_s runs from process start (imports included) to the first evaluation of the
-untrained agent, which train_muzero does right before its loop; train_s from there to the end
-of the run, evaluations included (eval_s says how much of it they took). Each curve point's
-wall time is taken when its evaluation starts, i.e. when the evaluated weights existed.
-Tic-tac-toe's env step is one move of the agent together with the bot's reply.
+Timing: setup_s runs from process start (imports included) to the start of training: MuZero's
+entry evaluates the untrained agent right before its loop, and that evaluation marks it;
+AlphaZero's entry does not evaluate before its first update, and the evaluator's construction,
+the last step before its loop, marks it. train_s runs from there to the end of the run,
+evaluations included (eval_s says how much of it they took). Each curve point's wall time is
+taken when its evaluation starts, i.e. when the evaluated weights existed. Tic-tac-toe's env step
+is one move of the agent together with the bot's reply.
 """
 
 import argparse
@@ -65,11 +89,19 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
 
-BOT_V0 = (
-    "LightZero's tictactoe rule bot 'v0' (bot_action_type='v0', the env's default, which the zoo "
-    "config keeps): it completes its own two-in-a-row if it can, else blocks one of the agent's, "
-    "else plays a uniformly random legal move; the agent always moves first (X)"
-)
+BOTS = {
+    "v0": "LightZero's tictactoe rule bot 'v0' (bot_action_type='v0', the env's default, which the "
+    "zoo config keeps): it completes its own two-in-a-row if it can, else blocks one of the "
+    "agent's, else plays a uniformly random legal move",
+    "alpha_beta_pruning": "LightZero's exact tictactoe player (bot_action_type="
+    "'alpha_beta_pruning', a full-depth alpha-beta search)",
+}
+
+
+TREES = {
+    "muzero": "MuZero (lzero.policy.muzero, C++ tree mz_tree)",
+    "alphazero": "AlphaZero (lzero.policy.alphazero, C++ tree ctree_alphazero)",
+}
 
 
 class Record:
@@ -87,6 +119,10 @@ class Record:
         self.train_iter = 0
         self.last_check = None
 
+    def start(self):
+        self.t0 = time.perf_counter()
+        self.setup_s = self.t0 - START
+
     def wall(self):
         return 0.0 if self.t0 is None else time.perf_counter() - self.t0
 
@@ -102,12 +138,21 @@ class Record:
 
 
 def patch_lightzero(rec):
-    """Subclass the collector, evaluator and evaluator's monitor that train_muzero builds."""
+    """Subclass the collector, evaluator and evaluator's monitor that the training entry builds."""
     from ding.worker.collector.base_serial_evaluator import VectorEvalMonitor
-    from lzero.worker import MuZeroCollector, MuZeroEvaluator
 
-    entry = importlib.import_module("lzero.entry.train_muzero")
-    evaluator_module = importlib.import_module("lzero.worker.muzero_evaluator")
+    if rec.args.algo == "muzero":
+        from lzero.worker import MuZeroCollector as Collector
+        from lzero.worker import MuZeroEvaluator as Evaluator
+
+        entry = importlib.import_module("lzero.entry.train_muzero")
+        evaluator_module = importlib.import_module("lzero.worker.muzero_evaluator")
+    else:
+        from lzero.worker import AlphaZeroCollector as Collector
+        from lzero.worker import AlphaZeroEvaluator as Evaluator
+
+        entry = importlib.import_module("lzero.entry.train_alphazero")
+        evaluator_module = importlib.import_module("lzero.worker.alphazero_evaluator")
 
     class RecordingMonitor(VectorEvalMonitor):
         def get_episode_return(self):
@@ -115,15 +160,17 @@ def patch_lightzero(rec):
             rec.last_returns = [float(r) for r in np.asarray(returns, dtype=np.float64).ravel()]
             return returns
 
-    class RecordingCollector(MuZeroCollector):
+    class RecordingCollector(Collector):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             rec.collector = self
 
-    class RecordingEvaluator(MuZeroEvaluator):
+    class RecordingEvaluator(Evaluator):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             rec.evaluator = self
+            if rec.args.algo == "alphazero":  # its loop starts next, with no evaluation first
+                rec.start()
 
         def should_eval(self, train_iter):
             if rec.out_of_budget():
@@ -135,8 +182,7 @@ def patch_lightzero(rec):
 
         def eval(self, save_ckpt_fn=None, train_iter=-1, envstep=-1, *a, **kw):
             if rec.t0 is None:  # train_muzero's evaluation of the untrained agent: training starts
-                rec.t0 = time.perf_counter()
-                rec.setup_s = rec.t0 - START
+                rec.start()
             began = rec.wall()
             rec.last_returns = None
             stop, info = super().eval(save_ckpt_fn, train_iter, envstep, *a, **kw)
@@ -146,7 +192,7 @@ def patch_lightzero(rec):
             rec.last_eval_step = int(envstep)
             rec.train_iter = int(train_iter)
             print(
-                f"[lightzero_muzero] eval env_steps={envstep} wall={began:.1f}s "
+                f"[lightzero_run] eval env_steps={envstep} wall={began:.1f}s "
                 f"mean_return={mean:.3f} returns={rec.last_returns}",
                 file=sys.stderr,
                 flush=True,
@@ -154,16 +200,31 @@ def patch_lightzero(rec):
             return bool(stop or rec.final), info
 
     evaluator_module.VectorEvalMonitor = RecordingMonitor
-    entry.Collector = RecordingCollector
-    entry.Evaluator = RecordingEvaluator
-    return entry.train_muzero
+    setattr(entry, Collector.__name__, RecordingCollector)
+    setattr(entry, Evaluator.__name__, RecordingEvaluator)
+    return getattr(entry, f"train_{rec.args.algo}")
+
+
+def evaluate_against(bot: str) -> None:
+    """The tictactoe evaluator envs play `bot`; the collector envs keep the zoo's."""
+    from zoo.board_games.tictactoe.envs.tictactoe_env import TicTacToeEnv
+
+    make_evaluator_cfgs = TicTacToeEnv.create_evaluator_env_cfg
+
+    def evaluator_cfgs(cfg):
+        cfgs = make_evaluator_cfgs(cfg)
+        for c in cfgs:
+            c.bot_action_type = bot
+        return cfgs
+
+    TicTacToeEnv.create_evaluator_env_cfg = staticmethod(evaluator_cfgs)
 
 
 def build_configs(args, exp_name):
     if args.env == "cartpole":
         module = "zoo.classic_control.cartpole.config.cartpole_muzero_config"
     else:
-        module = "zoo.board_games.tictactoe.config.tictactoe_muzero_bot_mode_config"
+        module = f"zoo.board_games.tictactoe.config.tictactoe_{args.algo}_bot_mode_config"
     zoo = importlib.import_module(module)
     main_config = copy.deepcopy(zoo.main_config)
     create_config = copy.deepcopy(zoo.create_config)
@@ -183,6 +244,7 @@ def build_configs(args, exp_name):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algo", choices=["muzero", "alphazero"], default="muzero")
     parser.add_argument("--env", choices=["cartpole", "tictactoe"], required=True)
     parser.add_argument("--max-env-steps", type=int, required=True)
     parser.add_argument("--target", type=float, required=True, help="mean eval return to reach")
@@ -209,8 +271,16 @@ def main() -> None:
     parser.add_argument(
         "--no-stop", action="store_true", help="keep training after the target is reached"
     )
+    parser.add_argument(
+        "--eval-bot",
+        choices=sorted(BOTS),
+        default="v0",
+        help="tictactoe: the evaluator envs' bot (the collector envs keep the zoo's v0)",
+    )
     parser.add_argument("--keep-dir", action="store_true", help="keep LightZero's exp dir")
     args = parser.parse_args()
+    if args.algo == "alphazero" and args.env != "tictactoe":
+        parser.error("LightZero's AlphaZero runs on tictactoe here")
 
     # LightZero and DI-engine log to stdout; keep stdout for the JSON line alone.
     json_out = os.fdopen(os.dup(1), "w")
@@ -218,10 +288,12 @@ def main() -> None:
     os.dup2(2, 1)
 
     rec = Record(args)
-    train_muzero = patch_lightzero(rec)
+    train = patch_lightzero(rec)
+    if args.env == "tictactoe":
+        evaluate_against(args.eval_bot)
     workdir = tempfile.mkdtemp(prefix=f"lightzero_{args.env}_")
     os.chdir(workdir)  # train_muzero writes ./<exp_name>/{log,ckpt,formatted_total_config.py}
-    exp_name = f"muzero_{args.env}_seed{args.seed}"
+    exp_name = f"{args.algo}_{args.env}_seed{args.seed}"
     module, main_config, create_config = build_configs(args, exp_name)
     n_eval = main_config.env.n_evaluator_episode
     env_id = main_config.env.get("env_id")
@@ -232,7 +304,7 @@ def main() -> None:
         max_episode_steps = gymnasium.spec(env_id).max_episode_steps
     policy = main_config.policy
 
-    train_muzero([main_config, create_config], seed=args.seed, max_env_step=int(1e12))
+    train([main_config, create_config], seed=args.seed, max_env_step=int(1e12))
     end = time.perf_counter()
 
     train_s = end - rec.t0
@@ -247,12 +319,12 @@ def main() -> None:
         stopped_by = "budget"
     result = {
         "library": "LightZero 0.2.0",
-        "algorithm": f"MuZero (lzero.policy.muzero, C++ tree mz_tree), torch {torch.__version__}, "
-        "CPU, 1 thread",
+        "algorithm": f"{TREES[args.algo]}, torch {torch.__version__}, CPU, 1 thread",
         "env": args.env,
         "env_id": env_id,
         "max_episode_steps": max_episode_steps,
-        "bot": BOT_V0 if args.env == "tictactoe" else None,
+        "bot": BOTS["v0"] if args.env == "tictactoe" else None,
+        "eval_bot": BOTS[args.eval_bot] if args.env == "tictactoe" else None,
         "env_step_unit": "agent move + bot reply" if args.env == "tictactoe" else "env step",
         "config": module.replace(".", "/") + ".py (the wheel's zoo), cuda=False, env_manager=base",
         "seed": args.seed,
@@ -267,7 +339,9 @@ def main() -> None:
         "learner_iters": rec.train_iter,
         "updates_per_s": round(rec.train_iter / train_s, 3),
         "eval_episodes": n_eval,
-        "num_simulations": policy.num_simulations,
+        "num_simulations": (
+            policy.mcts.num_simulations if args.algo == "alphazero" else policy.num_simulations
+        ),
         "collector_env_num": policy.collector_env_num,
         "n_episode_per_collect": policy.n_episode,
         "update_per_collect": policy.update_per_collect,
