@@ -192,6 +192,7 @@ def machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": len(os.sched_getaffinity(0)),
+        "machine_cores": os.cpu_count(),
         "python": platform.python_version(),
         "load_before": os.getloadavg(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -268,13 +269,20 @@ def ppo_cartpole_markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def cores(meta: dict) -> str:
+    """'2 cores', or '1 core of 2, pinned' for a process held to some of the machine's cores."""
+    used, of = meta["cores"], meta.get("machine_cores") or meta["cores"]
+    word = "core" if used == 1 else "cores"
+    return f"{used} {word}" if used == of else f"{used} {word} of {of}, pinned"
+
+
 def write_section(name: str, body: str, meta: dict, command: str | None = None) -> None:
     """Replace (or append) RESULTS.md's section `name`; `command` is what produced it (by
     default this script's workload of that name)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     command = command or f"python benchmarks/run.py --workload {name}"
     header = (
-        f"Measured {meta['date']} on {meta['cores']} cores ({meta['cpu']}), Python "
+        f"Measured {meta['date']} on {cores(meta)} ({meta['cpu']}), Python "
         f"{meta['python']}, load average before the run {meta['load_before'][0]:.2f}; "
         f"`{command}`."
     )
