@@ -17,13 +17,13 @@ Both evaluate every `--eval-every` env steps on 10 episodes; the result is the f
 whose mean return reaches 475.
 Tic-tac-toe, AlphaZero then MuZero:
 - LightZero: its zoo's bot-mode configs (the agent trains against its rule bot 'v0'), evaluated
-  against its exact player (agent first, 5 games), for `--budget-s` seconds (AlphaZero) or twice
+  against the same bot (agent first, 20 games), for `--budget-s` seconds (AlphaZero) or twice
   that (MuZero), not stopping at the target;
 - bellman: `bellman train alphazero|muzero --env tic_tac_toe` (the presets, self-play, one seed),
   evaluated against minimax (20 games, colours alternated), 64,000 moves (AlphaZero) or 480,000
   (MuZero).
-Both evaluate every `--eval-every` moves of the agent; the result is the first evaluation without
-a lost game (a mean outcome of 0: neither can win against exact play).
+LightZero evaluates every `--eval-every` moves of the agent, bellman's AlphaZero too and its
+MuZero every 16,000; the result is the first evaluation without a lost game.
 Reported: the wall time from process start to that evaluation (imports and compiling included),
 the env steps it took, and the env steps (tic-tac-toe: moves the agent searched) per second of the
 whole run (acting and learning). The LightZero venv is made as the peer script's docstring says.
@@ -38,12 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from run import HERE, OUT, ROOT, machine, write_section
 
 PEER = HERE / ".venvs" / "lightzero" / "bin" / "python"
 TARGET = 475.0
+Keep = Callable[[dict], None]
 # tic-tac-toe: bellman's moves of self-play per algorithm, LightZero's budget as a multiple of
 # --budget-s
 TTT_STEPS = {"alphazero": 64_000, "muzero": 480_000}
@@ -106,33 +108,36 @@ def bellman(train: list[str], seed: int, target: float, cache: Path) -> dict:
     }
 
 
-def cartpole(seed: int, args: argparse.Namespace, cache: Path) -> list[dict]:
+def cartpole(seed: int, args: argparse.Namespace, cache: Path, keep: Keep) -> None:
     peer = ["--algo", "muzero", "--env", "cartpole", "--max-env-steps", "100000"]
     peer += ["--target", str(TARGET), "--eval-every", str(args.eval_every)]
     peer += ["--eval-episodes", "10", "--max-wall-s", str(args.budget_s)]
     steps = 100_000
     ours = ["muzero", "--env", "CartPole-v1", "--steps", str(steps)]
     ours += ["--evals", str(steps // args.eval_every), "--eval-episodes", "10"]
-    return [lightzero(peer, seed), bellman(ours, seed, TARGET, cache)]
+    keep(lightzero(peer, seed))
+    keep(bellman(ours, seed, TARGET, cache))
 
 
-def tictactoe(seed: int, args: argparse.Namespace, cache: Path) -> list[dict]:
-    runs = []
+def tictactoe(seed: int, args: argparse.Namespace, cache: Path, keep: Keep) -> None:
     for algo, steps in TTT_STEPS.items():
         budget = args.budget_s * TTT_BUDGET[algo]
         peer = ["--algo", algo, "--env", "tictactoe", "--max-env-steps", str(10**9)]
-        peer += ["--target", "0", "--no-stop", "--eval-bot", "alpha_beta_pruning"]
+        peer += ["--target", "0", "--no-stop", "--eval-bot", "v0", "--eval-episodes", "20"]
         peer += ["--eval-every", str(args.eval_every), "--max-wall-s", str(budget)]
         ours = [algo, "--env", "tic_tac_toe", "--steps", str(steps)]
         evals = TTT_EVALS[algo] or steps // args.eval_every
         ours += ["--evals", str(evals), "--eval-episodes", "20"]
         ours += ["--eval-opponent", "minimax"]
         theirs = lightzero(peer, seed)
-        # its evaluations are mostly its Python alpha-beta player's time: leave them out
+        # the target is no lost game, the lowest return of an evaluation at least 0
+        first = next((c for c in theirs["curve"] if c[3] >= 0), None)
+        theirs["to_target_s"] = None if first is None else theirs["detail"]["setup_s"] + first[1]
+        theirs["steps_to_target"] = None if first is None else first[0]
+        # the same, without the time of its evaluations (20 games of searches, one env each)
         theirs["steps_per_s"] = theirs["detail"]["steps_per_s_excl_eval"]
-        for run in (theirs, bellman(ours, seed, 0.0, cache)):
-            runs.append({**run, "algo": algo})
-    return runs
+        keep({**theirs, "algo": algo})
+        keep({**bellman(ours, seed, 0.0, cache), "algo": algo})
 
 
 GROUPS = {
@@ -176,10 +181,14 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="bellman-cache-"))
     runs: list[dict] = []
     OUT.mkdir(exist_ok=True)
+
+    def keep(run: dict) -> None:  # saved after every run: a long comparison keeps what it measured
+        runs.append(run)
+        saved.write_text(json.dumps({"meta": meta, "runs": runs, "args": vars(args)}, indent=1))
+
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"{args.group}, seed {seed}: LightZero, bellman", flush=True)
-        runs += group(seed, args, cache)
-        saved.write_text(json.dumps({"meta": meta, "runs": runs, "args": vars(args)}, indent=1))
+        group(seed, args, cache, keep)
     write(meta, runs, args)
 
 
@@ -211,12 +220,14 @@ def write_cartpole(runs: list[dict], args: argparse.Namespace) -> str:
 
 def write_tictactoe(runs: list[dict], args: argparse.Namespace) -> str:
     lines = [
-        "Tic-tac-toe, target: an evaluation without a lost game against exact play. LightZero: "
+        "Tic-tac-toe, target: an evaluation without a lost game. LightZero: "
         f"its zoo's bot-mode configs, evaluated every {args.eval_every:,} moves of the agent "
         "(AlphaZero: 8 envs, 25 simulations of its C++ PUCT tree, 50 updates of 256 per collect "
         "of 8 games; MuZero: the same counts with its C++ MuZero tree), training against its rule "
-        "bot 'v0' and evaluated in 5 games against its alpha-beta player (the agent moves first; "
-        "both play deterministically, so the 5 games are one game), one thread, CPU, for "
+        "bot 'v0' and evaluated in 20 games against it (the agent moves first; the bot "
+        "completes its own two-in-a-row, else blocks the agent's, else plays at random; its "
+        "exact alpha-beta player is deterministic, so that every game against it is the same "
+        "game), one thread, CPU, for "
         f"{args.budget_s * TTT_BUDGET['alphazero']:.0f} s (AlphaZero) and "
         f"{args.budget_s * TTT_BUDGET['muzero']:.0f} s (MuZero); its env step is the agent's move "
         "with the bot's reply. bellman: `bellman train alphazero|muzero --env tic_tac_toe` (the "
@@ -224,13 +235,12 @@ def write_tictactoe(runs: list[dict], args: argparse.Namespace) -> str:
         f"(AlphaZero) or 64 (MuZero) when evaluated), {TTT_STEPS['alphazero']:,} moves "
         "(AlphaZero) or "
         f"{TTT_STEPS['muzero']:,} (MuZero), evaluated in 20 games against minimax (colours "
-        "alternated; minimax picks at random among its best moves), a stricter test than "
-        f"LightZero's, every {args.eval_every:,} moves (AlphaZero) or "
+        "alternated; minimax picks at random among its best moves, and no agent can beat "
+        f"it), a stricter test than LightZero's, every {args.eval_every:,} moves (AlphaZero) or "
         f"{TTT_STEPS['muzero'] // TTT_EVALS['muzero']:,} (MuZero). Every move of bellman's "
         "self-play is a move the agent searched; moves/s counts those. Times from process "
         "start (imports and compiling included); moves/s over the whole run, bellman's "
-        "evaluations included, LightZero's left out (its alpha-beta player, in Python, takes "
-        "most of their time).",
+        "evaluations included, LightZero's left out.",
         "",
     ]
     for algo in TTT_STEPS:

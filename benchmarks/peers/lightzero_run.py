@@ -51,10 +51,10 @@ means no game lost).
 
 Training is LightZero's own entry, `lzero.entry.train_muzero` or `train_alphazero`, unchanged; the
 script only subclasses the collector and evaluator it builds (and the evaluator's episode monitor)
-to read the env steps, time each evaluation and record its mean return. LightZero evaluates every
-`eval_freq` learner iterations; `--eval-every E` (env steps, > 0) replaces that with an
-evaluation whenever E more env steps were collected since the last one (`--eval-every 0` keeps
-LightZero's schedule). One last evaluation runs once `--max-env-steps` steps were collected or
+to read the env steps, time each evaluation and record its mean and lowest return. LightZero
+evaluates every `eval_freq` learner iterations; `--eval-every E` (env steps, > 0) replaces that
+with an evaluation whenever E more env steps were collected since the last one (`--eval-every 0`
+keeps LightZero's schedule). One last evaluation runs once `--max-env-steps` steps were collected or
 once one more collect-and-train iteration (timed as the last one) would pass `--max-wall-s`,
 and ends the run (the loop checks at the top of each collect, so the steps overshoot by up to one
 collect of `n_episode` episodes, as LightZero's own max_env_step does).
@@ -188,7 +188,8 @@ def patch_lightzero(rec):
             stop, info = super().eval(save_ckpt_fn, train_iter, envstep, *a, **kw)
             rec.eval_s += rec.wall() - began
             mean = float(np.mean(rec.last_returns)) if rec.last_returns else float("nan")
-            rec.curve.append([int(envstep), round(began, 3), mean])
+            worst = float(np.min(rec.last_returns)) if rec.last_returns else float("nan")
+            rec.curve.append([int(envstep), round(began, 3), mean, worst])
             rec.last_eval_step = int(envstep)
             rec.train_iter = int(train_iter)
             print(
@@ -200,8 +201,12 @@ def patch_lightzero(rec):
             return bool(stop or rec.final), info
 
     evaluator_module.VectorEvalMonitor = RecordingMonitor
-    setattr(entry, Collector.__name__, RecordingCollector)
-    setattr(entry, Evaluator.__name__, RecordingEvaluator)
+    # (train_muzero imports them as Collector and Evaluator, train_alphazero by their own names)
+    swaps = [(Collector, RecordingCollector), (Evaluator, RecordingEvaluator)]
+    for original, recording in swaps:
+        names = [name for name, value in vars(entry).items() if value is original]
+        assert len(names) == 1, f"{entry.__name__} names {original.__name__} {len(names)} times"
+        setattr(entry, names[0], recording)
     return getattr(entry, f"train_{rec.args.algo}")
 
 
@@ -310,7 +315,7 @@ def main() -> None:
     train_s = end - rec.t0
     env_steps = int(rec.collector.envstep)
     time_to_target = steps_to_target = None
-    for steps, wall, ret in rec.curve:
+    for steps, wall, ret, _ in rec.curve:
         if ret >= args.target:
             time_to_target, steps_to_target = wall, steps
             break
