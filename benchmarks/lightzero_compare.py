@@ -123,17 +123,14 @@ def tictactoe(seed: int, args: argparse.Namespace, cache: Path, keep: Keep) -> N
     for algo, steps in TTT_STEPS.items():
         budget = args.budget_s * TTT_BUDGET[algo]
         peer = ["--algo", algo, "--env", "tictactoe", "--max-env-steps", str(10**9)]
-        peer += ["--target", "0", "--no-stop", "--eval-bot", "v0", "--eval-episodes", "20"]
+        peer += ["--target", "0", "--target-on", "worst", "--no-stop", "--eval-bot", "v0"]
+        peer += ["--eval-episodes", "20"]
         peer += ["--eval-every", str(args.eval_every), "--max-wall-s", str(budget)]
         ours = [algo, "--env", "tic_tac_toe", "--steps", str(steps)]
         evals = TTT_EVALS[algo] or steps // args.eval_every
         ours += ["--evals", str(evals), "--eval-episodes", "20"]
         ours += ["--eval-opponent", "minimax"]
         theirs = lightzero(peer, seed)
-        # the target is no lost game, the lowest return of an evaluation at least 0
-        first = next((c for c in theirs["curve"] if c[3] >= 0), None)
-        theirs["to_target_s"] = None if first is None else theirs["detail"]["setup_s"] + first[1]
-        theirs["steps_to_target"] = None if first is None else first[0]
         # the same, without the time of its evaluations (20 games of searches, one env each)
         theirs["steps_per_s"] = theirs["detail"]["steps_per_s_excl_eval"]
         keep({**theirs, "algo": algo})

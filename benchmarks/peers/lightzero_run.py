@@ -252,7 +252,14 @@ def main() -> None:
     parser.add_argument("--algo", choices=["muzero", "alphazero"], default="muzero")
     parser.add_argument("--env", choices=["cartpole", "tictactoe"], required=True)
     parser.add_argument("--max-env-steps", type=int, required=True)
-    parser.add_argument("--target", type=float, required=True, help="mean eval return to reach")
+    parser.add_argument("--target", type=float, required=True, help="eval return to reach")
+    parser.add_argument(
+        "--target-on",
+        choices=["mean", "worst"],
+        default="mean",
+        help="the evaluation's mean return reaches --target (LightZero's stop rule), or its "
+        "lowest (tictactoe, --target 0: no game lost)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--eval-every",
@@ -286,6 +293,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.algo == "alphazero" and args.env != "tictactoe":
         parser.error("LightZero's AlphaZero runs on tictactoe here")
+    if args.target_on == "worst" and not args.no_stop:
+        parser.error("--target-on worst needs --no-stop (LightZero stops on the mean)")
 
     # LightZero and DI-engine log to stdout; keep stdout for the JSON line alone.
     json_out = os.fdopen(os.dup(1), "w")
@@ -315,8 +324,8 @@ def main() -> None:
     train_s = end - rec.t0
     env_steps = int(rec.collector.envstep)
     time_to_target = steps_to_target = None
-    for steps, wall, ret, _ in rec.curve:
-        if ret >= args.target:
+    for steps, wall, mean, worst in rec.curve:
+        if (mean if args.target_on == "mean" else worst) >= args.target:
             time_to_target, steps_to_target = wall, steps
             break
     stopped_by = "target" if time_to_target is not None else "other"
