@@ -33,7 +33,7 @@ Then, for example:
     benchmarks/.venvs/lightzero/bin/python benchmarks/peers/lightzero_run.py \
         --algo muzero --env cartpole --max-env-steps 100000 --target 475 --seed 0 \
         --eval-every 2000 [--max-wall-s 360] [--env-id CartPole-v1] [--eval-episodes N] \
-        [--no-stop] [--eval-bot v0|alpha_beta_pruning]
+        [--no-stop] [--target-on mean|worst] [--eval-bot v0|alpha_beta_pruning]
 
 The configs are the wheel's own `zoo/classic_control/cartpole/config/cartpole_muzero_config.py`,
 `zoo/board_games/tictactoe/config/tictactoe_muzero_bot_mode_config.py` and
