@@ -4,10 +4,13 @@ alphazero-tictactoe, alphazero-connect-four and alphazero-go-9x9.
     python benchmarks/alphazero_games.py --game tic_tac_toe [--seeds 2] [--steps 320000]
     python benchmarks/alphazero_games.py --game connect_four [--steps N]
     python benchmarks/alphazero_games.py --game go_9x9 --seeds 1 [--steps N]
+    ... [--train-flag gradient-steps=2] [--also-simulations 800]
 
 One `bellman train alphazero --env GAME` command (the game's preset), timed from process start
 to exit (compiling included), then `bellman arena RUN OPPONENT --games 200 --seed-index i` for
-every seed: 100 games as first player and 100 as second. The targets (issue 18):
+every seed: 100 games as first player and 100 as second. `--train-flag` sets the training run's
+flags over the preset's; `--also-simulations N` plays the first opponent again with the agent
+searching N simulations per move (a second table, not the target's setting). The targets (issue 18):
 tic-tac-toe, a run of at most 10 minutes after which the agent never loses against exact
 minimax; Connect Four, a run of at most 60 minutes that wins at least 90% against pure MCTS
 with 400 random-rollout simulations and 80% against depth-4 alpha-beta; Go 9x9, a run of at
@@ -43,9 +46,13 @@ SECTIONS = {
 }
 
 
-def arena(run_dir: Path, opponent: str, seed_index: int, games: int) -> dict:
+def arena(
+    run_dir: Path, opponent: str, seed_index: int, games: int, simulations: int | None = None
+) -> dict:
     cmd = [sys.executable, "-m", "bellman", "arena", str(run_dir), opponent, "--games"]
     cmd += [str(games), "--seed-index", str(seed_index), "--json"]
+    if simulations is not None:
+        cmd += ["--simulations", str(simulations)]
     done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(done.stdout)
 
@@ -96,6 +103,19 @@ def main() -> None:
         default=0,
         help="games of seed 0's network at every checkpoint against each opponent (0: none)",
     )
+    parser.add_argument(
+        "--train-flag",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="a setting of the training run over the preset's (e.g. --train-flag gradient-steps=2)",
+    )
+    parser.add_argument(
+        "--also-simulations",
+        type=int,
+        default=0,
+        help="play the first opponent again with this many simulations for the agent (0: not)",
+    )
     parser.add_argument("--note", default="", help="a sentence on how the run was made")
     args = parser.parse_args()
     meta = machine()
@@ -108,6 +128,11 @@ def main() -> None:
     cmd += ["--seeds", str(args.seeds), "--steps", str(args.steps), "--evals", str(args.evals)]
     cmd += ["--eval-episodes", str(args.eval_games), "--out", str(out), "--quiet"]
     cmd += ["--checkpoint-every", str(max(args.steps // args.checkpoints, 1))]
+    flags = []
+    for item in args.train_flag:
+        flag, _, value = item.partition("=")
+        flags += [f"--{flag}", value]
+    cmd += flags
     games = {name: args.games for name in OPPONENTS[args.game]}
     for item in args.opponent_games:
         name, _, number = item.rpartition("=")
@@ -122,6 +147,11 @@ def main() -> None:
     results = [
         {name: arena(out, name, i, games[name]) for name in OPPONENTS[args.game]}
         for i in range(args.seeds)
+    ]
+    first_opponent = OPPONENTS[args.game][0]
+    more = [
+        arena(out, first_opponent, i, games[first_opponent], args.also_simulations)
+        for i in range(args.seeds if args.also_simulations else 0)
     ]
     elo = ladder(out, args.ladder_games) if args.game == "go_9x9" else None
     curves = {
@@ -138,6 +168,7 @@ def main() -> None:
                 "summary": summary,
                 "curve": curve,
                 "arena": results,
+                "arena_more_simulations": more,
                 "ladder": elo,
                 "snapshot_curves": curves,
             },
@@ -145,8 +176,10 @@ def main() -> None:
         )
     )
     lines = [
-        f"`bellman train alphazero --env {args.game} --seeds {args.seeds} --steps {args.steps}` "
-        f"(the {args.game} preset: {config['num_envs']} games per seed, "
+        f"`bellman train alphazero --env {args.game} --seeds {args.seeds} --steps {args.steps}"
+        + "".join(f" {x}" for x in flags)
+        + f"` (the {args.game} preset{' and those flags' if flags else ''}: "
+        f"{config['num_envs']} games per seed, "
         f"{config['num_simulations']} simulations of {config['mcts']} search per move in "
         f"self-play, {config['eval_simulations']} when evaluated; a tower of {config['blocks']} "
         f"residual blocks of {config['channels']} channels), then `bellman arena RUN OPPONENT "
@@ -170,6 +203,24 @@ def main() -> None:
                 f"| {i} | {name} | {first['wins']} / {first['draws']} / {first['losses']} | "
                 f"{second['wins']} / {second['draws']} / {second['losses']} | "
                 f"{r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
+            )
+    if more:
+        lines += [
+            "",
+            f"The same networks with {args.also_simulations} simulations per move instead of "
+            f"{config['eval_simulations']} (`--simulations {args.also_simulations}`), against "
+            f"{first_opponent} (not the target's setting):",
+            "",
+            "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for i, r in enumerate(more):
+            first, second = r["as_first"], r["as_second"]
+            lo, hi = r["score_interval"]
+            lines.append(
+                f"| {i} | {first_opponent} | {first['wins']} / {first['draws']} / "
+                f"{first['losses']} | {second['wins']} / {second['draws']} / "
+                f"{second['losses']} | {r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
             )
     opponent = config["eval_opponent"]
     lines += [
