@@ -188,9 +188,29 @@ def ppo_cartpole(steps: int, repeat: int) -> dict:
     return measure("ppo-cartpole", one_round, steps, repeat)
 
 
+def cpu_description() -> str:
+    """The architecture, and on Linux the CPU's model and its widest vector instructions: hosts
+    differ (a residual tower's gradient step took 0.2 s on one with AVX2 only, 0.09 s on one
+    before it), so every result says which it ran on."""
+    words = [platform.processor() or platform.machine()]
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return words[0]
+    fields = dict(line.split(":", 1) for line in info if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    if "model name" in fields:
+        words.append(fields["model name"])
+    widest = next((f.upper() for f in ("avx512f", "avx2", "avx") if f in flags), None)
+    if widest:
+        words.append(widest.replace("AVX512F", "AVX-512"))
+    return ", ".join(words)
+
+
 def machine() -> dict:
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "cores": len(os.sched_getaffinity(0)),
         "machine_cores": os.cpu_count(),
         "python": platform.python_version(),
