@@ -71,6 +71,17 @@ def snapshot_curve(run_dir: Path, opponent: str, games: int) -> dict:
     return json.loads(done.stdout)
 
 
+def arena_row(seed: int, opponent: str, r: dict) -> str:
+    """One row of the arena table: wins / draws / losses as first and as second, the score."""
+    first, second = r["as_first"], r["as_second"]
+    lo, hi = r["score_interval"]
+    return (
+        f"| {seed} | {opponent} | {first['wins']} / {first['draws']} / {first['losses']} | "
+        f"{second['wins']} / {second['draws']} / {second['losses']} | "
+        f"{r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
+    )
+
+
 def met(game: str, results: dict[str, dict]) -> bool:
     if game == "tic_tac_toe":
         return results["minimax"]["losses"] == 0
@@ -195,15 +206,9 @@ def main() -> None:
         "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
         "|---:|---|---:|---:|---:|",
     ]
-    for i, per_seed in enumerate(results):
-        for name, r in per_seed.items():
-            first, second = r["as_first"], r["as_second"]
-            lo, hi = r["score_interval"]
-            lines.append(
-                f"| {i} | {name} | {first['wins']} / {first['draws']} / {first['losses']} | "
-                f"{second['wins']} / {second['draws']} / {second['losses']} | "
-                f"{r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
-            )
+    lines += [
+        arena_row(i, name, r) for i, per_seed in enumerate(results) for name, r in per_seed.items()
+    ]
     if more:
         lines += [
             "",
@@ -214,14 +219,7 @@ def main() -> None:
             "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
             "|---:|---|---:|---:|---:|",
         ]
-        for i, r in enumerate(more):
-            first, second = r["as_first"], r["as_second"]
-            lo, hi = r["score_interval"]
-            lines.append(
-                f"| {i} | {first_opponent} | {first['wins']} / {first['draws']} / "
-                f"{first['losses']} | {second['wins']} / {second['draws']} / "
-                f"{second['losses']} | {r['score']:.3f} [{lo:.3f}, {hi:.3f}] |"
-            )
+        lines += [arena_row(i, first_opponent, r) for i, r in enumerate(more)]
     opponent = config["eval_opponent"]
     lines += [
         "",
