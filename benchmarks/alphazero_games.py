@@ -71,6 +71,12 @@ def snapshot_curve(run_dir: Path, opponent: str, games: int) -> dict:
     return json.loads(done.stdout)
 
 
+ARENA_HEADER = (
+    "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
+    "|---:|---|---:|---:|---:|",
+)
+
+
 def arena_row(seed: int, opponent: str, r: dict) -> str:
     """One row of the arena table: wins / draws / losses as first and as second, the score."""
     first, second = r["as_first"], r["as_second"]
@@ -203,8 +209,7 @@ def main() -> None:
         "per second over all seeds.",
         f"- Target: {target}: **{'met' if passed else 'missed'}**.",
         "",
-        "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
-        "|---:|---|---:|---:|---:|",
+        *ARENA_HEADER,
     ]
     lines += [
         arena_row(i, name, r) for i, per_seed in enumerate(results) for name, r in per_seed.items()
@@ -216,8 +221,7 @@ def main() -> None:
             f"{config['eval_simulations']} (`--simulations {args.also_simulations}`), against "
             f"{first_opponent} (not the target's setting):",
             "",
-            "| seed | opponent | as first: W / D / L | as second: W / D / L | score [95%] |",
-            "|---:|---|---:|---:|---:|",
+            *ARENA_HEADER,
         ]
         lines += [arena_row(i, first_opponent, r) for i, r in enumerate(more)]
     opponent = config["eval_opponent"]

@@ -197,14 +197,15 @@ def cpu_description() -> str:
         info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return words[0]
-    fields = dict(line.split(":", 1) for line in info if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = {
+        key.strip(): value.strip()
+        for key, value in (line.split(":", 1) for line in info if ":" in line)
+    }
     flags = set(fields.get("flags", "").split())
     if "model name" in fields:
         words.append(fields["model name"])
-    widest = next((f.upper() for f in ("avx512f", "avx2", "avx") if f in flags), None)
-    if widest:
-        words.append(widest.replace("AVX512F", "AVX-512"))
+    vectors = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+    words += [name for flag, name in vectors if flag in flags][:1]
     return ", ".join(words)
 
 
