@@ -26,9 +26,9 @@ SMALL = alphazero.AlphaZeroConfig(channels=8, blocks=1, num_simulations=16, eval
 
 def position(env: GameEnv, moves: list[int]) -> object:
     """The game after `moves` (cell indices for tic-tac-toe, row-major), one unbatched state."""
-    state = env.init(jax.random.PRNGKey(0))
+    state, play = env.init(jax.random.PRNGKey(0)), jax.jit(env.play)  # Go's moves, eager: seconds
     for move in moves:
-        state = env.play(state, jnp.int32(move))
+        state = play(state, jnp.int32(move))
     return state
 
 
@@ -155,13 +155,12 @@ def test_no_pass_before_keeps_the_search_from_passing_early_unless_it_must() -> 
     assert (allowed[1] == np.asarray(late.legal_action_mask)).all() and allowed[1, pass_move]
     assert allowed[2].tolist() == np.asarray(forced.legal_action_mask).tolist()  # only the pass
     # Gumbel's policy target weighs every move it may play: the pass, unless it is held back
-    key = jax.random.PRNGKey(1)
+    key, first_move = jax.random.PRNGKey(1), jnp.ones(1, jnp.int32)
     for limit, passes in ((0, True), (4, False)):
         limited = dataclasses.replace(config, no_pass_before=limit)
         state = untrained(limited, go)
-        _, weights = alphazero.act(
-            limited, go, state, batched(early), key, True, jnp.ones(1, jnp.int32)
-        )
+        act = jax.jit(lambda s, b, c=limited: alphazero.act(c, go, s, b, key, True, first_move))
+        _, weights = act(state, batched(early))
         assert (float(weights[0, pass_move]) > 0) == passes
     with pytest.raises(EnvError, match="no_pass_before applies to"):
         alphazero.check_env(config, TTT.spec)

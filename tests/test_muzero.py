@@ -214,9 +214,10 @@ def test_resume_after_sigkill_ends_bit_for_bit_where_an_uninterrupted_run_ends(
 
 @pytest.mark.parametrize("seed", [0])
 def test_muzero_learns_cartpole(tmp_path: Path, seed: int) -> None:
-    """20,000 steps of the defaults (about 30 s): the search's return passes 150."""
+    """12,000 steps of the defaults: the search's return passes 150. (In a 4-seed run of 12,000
+    steps every seed's evaluation was 273 or more from 7,920 steps on.)"""
     result = run_cli(
-        "train", "muzero", "--env", "CartPole-v1", "--steps", "20000", "--evals", "0",
+        "train", "muzero", "--env", "CartPole-v1", "--steps", "12000", "--evals", "0",
         "--eval-episodes", "8", "--seed", str(seed), "--out", str(tmp_path / "run"), "--quiet",
         "--json",
     )  # fmt: skip

@@ -293,7 +293,7 @@ def test_optuna_search_prunes_and_tells(tmp_path: Path) -> None:
 
     threshold = optuna.pruners.ThresholdPruner(lower=100.0, n_warmup_steps=2_000)
     kwargs: dict = dict(
-        trials=12,
+        trials=8,
         batch=4,
         sampler="random",
         pruner=threshold,
@@ -310,7 +310,7 @@ def test_optuna_search_prunes_and_tells(tmp_path: Path) -> None:
     )
     result = search("ppo", "CartPole-v1", **kwargs)
     assert result.trials is not None
-    assert sum(result.trials.values()) == 12 == len(result.rows)
+    assert sum(result.trials.values()) == 8 == len(result.rows)
     assert result.trials["pruned"] >= 1, result.rows
     pruned = [r for r in result.rows if r["state"] == "pruned"]
     assert all(np.isnan(r["mean"]) for r in pruned)
