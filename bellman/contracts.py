@@ -95,6 +95,19 @@ class ExplorationNoise:
     planned returns), or None."""
 
 
+@dataclass(frozen=True)
+class EvaluationMemory:
+    """The policy a run reports, when it keeps a state per episode from step to step (PETS: each
+    episode's plan, warm-starting the next step's planning as in training). An evaluation runs
+    each env's episode once, so the memory starts fresh with the episode and is never reset."""
+
+    init: Callable[[Any, EnvSpec, int], Any]
+    """`(config, spec, num_envs) -> memory`: the memory of `num_envs` fresh episodes, `[E, ...]`."""
+    act: Callable[[Any, EnvSpec, Any, jax.Array, jax.Array, Any], tuple[jax.Array, Any]]
+    """`(config, spec, state, obs, key, memory) -> (actions, memory)`: the reported policy's
+    actions and the memory after them."""
+
+
 # ----- the protocols -----
 
 
@@ -129,6 +142,12 @@ class Algorithm(Protocol):
     @property
     def evaluation_action(self) -> EvaluationAction | None:
         """The policy a run reports its return for, or None: `greedy`'s."""
+        ...
+
+    @property
+    def evaluation_memory(self) -> EvaluationMemory | None:
+        """The policy a run reports its return for, when it keeps a state per episode (then
+        `evaluation_action` is None), or None."""
         ...
 
 

@@ -9,7 +9,11 @@ import dataclasses
 import inspect
 import re
 from pathlib import Path
+from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bellman import algos
@@ -18,6 +22,7 @@ from bellman.algos import ddpg, dp, dqn, pets, ppo, sac
 from bellman.contracts import (
     PROTOCOLS,
     Algorithm,
+    EvaluationMemory,
     ExplorationNoise,
     PlanningAlgorithm,
     ReplayLoop,
@@ -25,6 +30,7 @@ from bellman.contracts import (
 from bellman.envs import registry
 from bellman.errors import ConfigError
 from bellman.presets import Presets, load, parse
+from bellman.runners.evaluation import evaluate_gymnasium, evaluate_jax
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +63,9 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
         assert not hasattr(module, "greedy")
     else:
         assert module.evaluation_action is None or callable(module.evaluation_action)
+        memory = module.evaluation_memory
+        assert memory is None or isinstance(memory, EvaluationMemory)
+        assert memory is None or module.evaluation_action is None  # one reported policy
     if info.family == "control":
         assert callable(module.reset)
     elif info.family == "off_policy":
@@ -92,7 +101,9 @@ def test_the_families_and_their_declared_capabilities() -> None:
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None
-    assert pets.NOISE is not None and pets.evaluation_action is not None
+    assert pets.NOISE is not None and pets.evaluation_memory is not None
+    assert [i.name for i in algos.ALGOS.values() if i.family != "control"
+            if i.module.evaluation_memory is not None] == ["pets"]  # fmt: skip
     assert dqn.epsilon is not None and ddpg.epsilon is None and sac.epsilon is None
     assert algos.get("reinforce").fit_to_env is not None
     assert algos.get("ppo").fit_to_env is None
@@ -104,10 +115,37 @@ def test_a_module_missing_a_member_does_not_satisfy_the_protocol() -> None:
         Config = ppo.PPOConfig
         DEFAULT_STEPS = 1
         check_env = init = greedy = act = learn = staticmethod(lambda *a: None)
-        evaluation_action = None
+        evaluation_action = evaluation_memory = None
 
     assert isinstance(Partial(), Algorithm)
     assert not isinstance(Partial(), PROTOCOLS["on_policy"])  # no EPISODIC declared
+
+
+class Alternating:
+    """A policy that keeps a state per episode: it counts the episode's steps and pushes
+    CartPole's cart left on even steps, right on odd ones. With its count carried from step to
+    step an episode lasts over 20 steps (21 to 72 over the first 40 gymnasium seeds); with the
+    count lost at each step it always pushes left, and the pole falls within 11."""
+
+    __name__ = "alternating"
+    evaluation_action = None
+    evaluation_memory = EvaluationMemory(
+        init=lambda config, spec, num_envs: jnp.zeros(num_envs, jnp.int32),
+        act=lambda config, spec, state, obs, key, count: (count % 2, count + 1),
+    )
+
+
+def test_both_evaluators_carry_a_policys_memory_from_step_to_step() -> None:
+    cartpole = registry.resolve("CartPole-v1")
+    algo: Any = Alternating()
+    assert cartpole.jax_env is not None and cartpole.make_gym is not None
+    _, lengths = evaluate_jax(algo, None, cartpole.jax_env, None, jax.random.PRNGKey(0), 16)
+    assert np.asarray(lengths).min() > 15, lengths
+    seeds = jnp.zeros(2)  # the evaluated states, one per seed (the policy reads none)
+    _, lengths = evaluate_gymnasium(
+        algo, None, cartpole.spec, "CartPole-v1", cartpole.make_gym, seeds, 8, seed=0
+    )
+    assert lengths.shape == (2, 8) and lengths.min() > 15, lengths
 
 
 def test_planning_satisfies_its_protocol() -> None:

@@ -157,6 +157,7 @@ class AlphaZeroConfig:
 Config = AlphaZeroConfig
 DEFAULT_STEPS = 200_000
 evaluation_action = None
+evaluation_memory = None
 """Unused: a game's evaluation plays against an opponent (`bellman.runners.selfplay`)."""
 
 

@@ -258,6 +258,7 @@ NOISE = ExplorationNoise(init=init_noise, act=act_with_noise)
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
+evaluation_memory = None
 """The return a run reports is the deterministic policy's, mu(s) (`greedy`)."""
 
 

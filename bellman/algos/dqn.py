@@ -129,6 +129,7 @@ DEFAULT_STEPS = 500_000
 NOISE = None
 """No exploration-noise state: epsilon-greedy draws afresh at every step. (`epsilon` is the
 exploration schedule the runner logs, `evaluation_action` the policy a run reports.)"""
+evaluation_memory = None
 
 
 def preset_for(spec: EnvSpec) -> str | None:

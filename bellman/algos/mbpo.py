@@ -97,6 +97,7 @@ NOISE = None
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
+evaluation_memory = None
 """The return a run reports is SAC's deterministic policy's (`greedy`)."""
 
 

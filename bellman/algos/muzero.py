@@ -532,6 +532,9 @@ def evaluation_action(
     return plan(config, spec, state, obs, legal, key, False, False).action
 
 
+evaluation_memory = None
+
+
 def act(
     config: MuZeroConfig,
     game: Any,

@@ -38,7 +38,7 @@ from flax import struct
 from bellman import config as cfg
 from bellman.algos import ddpg
 from bellman.buffers import Batch
-from bellman.contracts import ExplorationNoise, ReplayLoop
+from bellman.contracts import EvaluationMemory, ExplorationNoise, ReplayLoop
 from bellman.envs.spaces import EnvSpec
 from bellman.errors import EnvError
 from bellman.nets import box_affine
@@ -80,9 +80,10 @@ class PETSConfig(ReplayLoop):
     """The best sequences CEM refits its Gaussian to."""
     iterations: int = 4
     """CEM iterations per env step, from the previous step's plan shifted by one (warm start)."""
-    eval_iterations: int = 8
-    """CEM iterations per step of the evaluated controller, which plans every step from the
-    middle of the bounds (an evaluation keeps no plans between steps)."""
+    eval_iterations: int = 4
+    """CEM iterations per step of the evaluated controller, warm-started from its last step's
+    plan as in training (and of `greedy`, the policy of observations alone, which plans every
+    step from the middle of the bounds)."""
     momentum: float = 0.1
     """The share of the old mean and standard deviation kept at each refit."""
     init_std: float = 0.5
@@ -318,22 +319,36 @@ NOISE = ExplorationNoise(
 an episode ends; it logs the planned return of the last executed plans."""
 
 
-def plan_fresh(
-    config: PETSConfig, spec: EnvSpec, state: PETSState, obs: jax.Array, key: jax.Array
-) -> jax.Array:
-    """The evaluated controller: each observation's plan from the middle of the bounds (no
-    warm start: the evaluation keeps no plans) with `eval_iterations` of CEM, its first action
-    in the env's units."""
-    fresh = fresh_plans(config, spec, obs.shape[0]).mean
-    cold = dataclasses.replace(config, iterations=config.eval_iterations)
-    found = _plan_all(cold, spec, state, obs, fresh, key)
-    return env_action(spec, found.mean[:, 0])
+def plan_warm(
+    config: PETSConfig,
+    spec: EnvSpec,
+    state: PETSState,
+    obs: jax.Array,
+    key: jax.Array,
+    plans: Plans,
+) -> tuple[jax.Array, Plans]:
+    """The evaluated controller, the trained one without its random start: each episode's plan
+    from its last step's, shifted by one (from the middle of the bounds at its first step),
+    with `eval_iterations` of CEM; its first action in the env's units, and the plans to
+    warm-start the next step from."""
+    warm = dataclasses.replace(config, iterations=config.eval_iterations)
+    found = _plan_all(warm, spec, state, obs, plans.mean, key)
+    return env_action(spec, found.mean[:, 0]), plans.replace(
+        mean=jax.vmap(planning.shift)(found.mean)
+    )
 
 
-evaluation_action = plan_fresh
-"""The return a run reports is the planner's, through the learned model."""
+evaluation_action = None
+evaluation_memory = EvaluationMemory(
+    init=lambda config, spec, num_envs: fresh_plans(config, spec, num_envs), act=plan_warm
+)
+"""The return a run reports is the planner's through the learned model, each episode's plans
+kept from step to step."""
 
 
 def greedy(config: PETSConfig, spec: EnvSpec, state: PETSState, obs: jax.Array) -> jax.Array:
-    """The planner with a fixed key (a policy of observations alone, for `bellman policy`)."""
-    return plan_fresh(config, spec, state, obs, jax.random.PRNGKey(0))
+    """The planner as a policy of observations alone (`bellman.load`, videos): each step planned
+    from the middle of the bounds, with a fixed key; weaker than the evaluated controller,
+    which keeps its plans between steps."""
+    fresh = fresh_plans(config, spec, obs.shape[0])
+    return plan_warm(config, spec, state, obs, jax.random.PRNGKey(0), fresh)[0]

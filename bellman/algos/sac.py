@@ -90,6 +90,7 @@ NOISE = None
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
+evaluation_memory = None
 """The return a run reports is the deterministic policy's, the squashed mean (`greedy`)."""
 
 

@@ -114,6 +114,7 @@ Config = TabularConfig
 DEFAULT_STEPS = 100_000
 EPISODIC = False
 """Every env step is learned from, across episodes (one-step rollouts)."""
+evaluation_memory = None
 
 
 def check_env(config: TabularConfig, spec: EnvSpec) -> None:

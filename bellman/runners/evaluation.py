@@ -1,7 +1,8 @@
 """Evaluation of the greedy (deterministic) policy on separate episodes, for every seed.
 
 Training returns are those of the exploring policy; the numbers bellman reports as a run's result
-are these: `episodes` fresh episodes per seed with the algorithm's `greedy` action.
+are these: `episodes` fresh episodes per seed with the algorithm's `greedy` action (or its
+`evaluation_action`, or its `evaluation_memory`'s policy, which keeps a state per episode).
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ def evaluation_action(
     return algo.greedy(config, spec, algo_state, obs)
 
 
+def evaluation_start(algo: Algorithm, config: Any, spec: EnvSpec, episodes: int) -> Any:
+    """The reported policy's memory of `episodes` fresh episodes (`evaluation_memory`; None for
+    a policy of observations alone)."""
+    memory = algo.evaluation_memory
+    return None if memory is None else memory.init(config, spec, episodes)
+
+
+def evaluation_step(
+    algo: Algorithm,
+    config: Any,
+    spec: EnvSpec,
+    algo_state: Any,
+    obs: Any,
+    key: jax.Array,
+    memory: Any,
+) -> tuple[jax.Array, Any]:
+    """The reported policy's actions and its memory after them (`evaluation_action`'s, the
+    memory None, where the algorithm keeps none)."""
+    if algo.evaluation_memory is not None:
+        return algo.evaluation_memory.act(config, spec, algo_state, obs, key, memory)
+    return evaluation_action(algo, config, spec, algo_state, obs, key), memory
+
+
 def evaluate_jax(
     algo: Algorithm, config: Any, env: JaxEnv, algo_state: Any, key: jax.Array, episodes: int
 ) -> tuple[jax.Array, jax.Array]:
@@ -48,25 +72,26 @@ def evaluate_jax(
     env_state, ts = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
     alive = jnp.ones((episodes,), bool)
     zeros = jnp.zeros((episodes,), jnp.float32)
-    carry = (env_state, ts.obs, alive, zeros, zeros, key, jnp.zeros((), jnp.int32))
+    memory = evaluation_start(algo, config, env.spec, episodes)
+    carry = (env_state, ts.obs, alive, zeros, zeros, key, jnp.zeros((), jnp.int32), memory)
 
     def running(carry: tuple[Any, ...]) -> jax.Array:
         alive, t = carry[2], carry[6]
         return jnp.logical_and(alive.any(), t < max_steps)
 
     def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        env_state, obs, alive, returns, lengths, key, t = carry
+        env_state, obs, alive, returns, lengths, key, t, memory = carry
         key, step_key, act_key = jax.random.split(key, 3)
-        action = evaluation_action(algo, config, env.spec, algo_state, obs, act_key)
+        action, memory = evaluation_step(algo, config, env.spec, algo_state, obs, act_key, memory)
         env_state, ts = jax.vmap(env.step)(
             jax.random.split(step_key, episodes), env_state, env_action(env.spec, action)
         )
         returns = returns + jnp.where(alive, ts.reward, 0.0)
         lengths = lengths + alive
         alive = jnp.logical_and(alive, ~ts.done)
-        return env_state, ts.obs, alive, returns, lengths, key, t + 1
+        return env_state, ts.obs, alive, returns, lengths, key, t + 1, memory
 
-    _, _, _, returns, lengths, _, _ = jax.lax.while_loop(running, step, carry)
+    _, _, _, returns, lengths, _, _, _ = jax.lax.while_loop(running, step, carry)
     return returns, lengths
 
 
@@ -158,8 +183,10 @@ def evaluate_gymnasium(
     """
     seeds = jax.tree.leaves(algo_state)[0].shape[0]
     envs = GymnasiumVectorEnv(env_id, make_env, seeds * episodes)
-    policy = functools.partial(evaluation_action, algo, config, spec)
-    act = jax.jit(jax.vmap(policy, in_axes=(0, 0, None)))
+    policy = functools.partial(evaluation_step, algo, config, spec)
+    act = jax.jit(jax.vmap(policy, in_axes=(0, 0, None, 0)))
+    fresh = evaluation_start(algo, config, spec, episodes)
+    memory = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), fresh)
     key = jax.random.PRNGKey(seed)
     returns = np.zeros(seeds * episodes)
     lengths = np.zeros(seeds * episodes)
@@ -170,7 +197,8 @@ def evaluate_gymnasium(
         while running.any() and lengths.max() < max_steps:
             batch = obs.reshape((seeds, episodes, *spec.obs_shape))
             key, act_key = jax.random.split(key)
-            action: np.ndarray = np.asarray(act(algo_state, batch, act_key))
+            actions, memory = act(algo_state, batch, act_key, memory)
+            action: np.ndarray = np.asarray(actions)
             ts = envs.step(action.reshape((seeds * episodes, *spec.action_space.shape)))
             returns += np.where(running, ts.reward, 0.0)
             lengths += running
