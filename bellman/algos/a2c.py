@@ -103,8 +103,8 @@ DEFAULT_STEPS = 500_000
 EPISODIC = False
 """Rollouts run on across episodes, the envs resetting themselves."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is the greedy policy's, the distribution's mode (`greedy`)."""
+evaluation_memory = None
 
 
 def check_env(config: A2CConfig, spec: EnvSpec) -> None:

@@ -157,8 +157,8 @@ class AlphaZeroConfig:
 Config = AlphaZeroConfig
 DEFAULT_STEPS = 200_000
 evaluation_action = None
-evaluation_memory = None
 """Unused: a game's evaluation plays against an opponent (`bellman.runners.selfplay`)."""
+evaluation_memory = None
 
 
 class AlphaZeroState(struct.PyTreeNode):

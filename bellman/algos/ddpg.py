@@ -258,8 +258,8 @@ NOISE = ExplorationNoise(init=init_noise, act=act_with_noise)
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is the deterministic policy's, mu(s) (`greedy`)."""
+evaluation_memory = None
 
 
 def act(

@@ -97,8 +97,8 @@ NOISE = None
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is SAC's deterministic policy's (`greedy`)."""
+evaluation_memory = None
 
 
 class ModelMemory(struct.PyTreeNode):

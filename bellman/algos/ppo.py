@@ -136,8 +136,8 @@ DEFAULT_STEPS = 500_000
 EPISODIC = False
 """Rollouts run on across episodes, the envs resetting themselves."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is the greedy policy's, the distribution's mode (`greedy`)."""
+evaluation_memory = None
 
 
 def preset_for(spec: EnvSpec) -> str | None:

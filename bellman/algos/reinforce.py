@@ -41,8 +41,8 @@ from bellman.rollout import Rollout, first_episode
 EPISODIC = True
 """Rollouts restart every env and run whole episodes (read by the on-policy runners)."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is the greedy policy's, the distribution's mode (`greedy`)."""
+evaluation_memory = None
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ NOISE = None
 epsilon = None
 """No exploration schedule to log."""
 evaluation_action = None
-evaluation_memory = None
 """The return a run reports is the deterministic policy's, the squashed mean (`greedy`)."""
+evaluation_memory = None
 
 
 def preset_for(spec: EnvSpec) -> str | None:
