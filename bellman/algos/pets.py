@@ -339,9 +339,7 @@ def plan_warm(
 
 
 evaluation_action = None
-evaluation_memory = EvaluationMemory(
-    init=lambda config, spec, num_envs: fresh_plans(config, spec, num_envs), act=plan_warm
-)
+evaluation_memory = EvaluationMemory(init=fresh_plans, act=plan_warm)
 """The return a run reports is the planner's through the learned model, each episode's plans
 kept from step to step."""
 

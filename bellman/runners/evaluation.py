@@ -26,16 +26,6 @@ from bellman.runners.common import env_action, over_seeds, seed_sharding
 DEFAULT_MAX_STEPS = 100_000
 
 
-def evaluation_action(
-    algo: Algorithm, config: Any, spec: EnvSpec, algo_state: Any, obs: Any, key: jax.Array
-) -> jax.Array:
-    """The action of the policy a run reports its return for: the algorithm's
-    `evaluation_action` if it declares one (TD(0) evaluates a stochastic policy), else `greedy`."""
-    if algo.evaluation_action is not None:
-        return algo.evaluation_action(config, spec, algo_state, obs, key)
-    return algo.greedy(config, spec, algo_state, obs)
-
-
 def evaluation_start(algo: Algorithm, config: Any, spec: EnvSpec, episodes: int) -> Any:
     """The reported policy's memory of `episodes` fresh episodes (`evaluation_memory`; None for
     a policy of observations alone)."""
@@ -52,11 +42,14 @@ def evaluation_step(
     key: jax.Array,
     memory: Any,
 ) -> tuple[jax.Array, Any]:
-    """The reported policy's actions and its memory after them (`evaluation_action`'s, the
-    memory None, where the algorithm keeps none)."""
+    """The actions of the policy a run reports its return for, and its memory after them: the
+    algorithm's `evaluation_memory` policy if it declares one (PETS's kept plans), else its
+    `evaluation_action` (TD(0) evaluates a stochastic policy), else `greedy`, the memory None."""
     if algo.evaluation_memory is not None:
         return algo.evaluation_memory.act(config, spec, algo_state, obs, key, memory)
-    return evaluation_action(algo, config, spec, algo_state, obs, key), memory
+    if algo.evaluation_action is not None:
+        return algo.evaluation_action(config, spec, algo_state, obs, key), memory
+    return algo.greedy(config, spec, algo_state, obs), memory
 
 
 def evaluate_jax(
