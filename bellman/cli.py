@@ -112,7 +112,7 @@ def add_dataclass_flags(
             kwargs["choices"] = list(typing.get_args(annotation))
             kwargs["metavar"] = "{" + ",".join(map(str, kwargs["choices"])) + "}"
         elif origin is tuple:
-            kwargs["nargs"] = "+"
+            kwargs["nargs"] = "*"  # an empty tuple is a setting too (es: a linear policy)
             kwargs["type"] = args[0]
             kwargs["metavar"] = args[0].__name__.upper()
         elif args and origin is not None:  # Optional[X]

@@ -14,6 +14,8 @@ and the registry entry (`AlgoInfo`).
   learn from K-step unrolls (`runners.unroll`), on single-agent envs and games: MuZero;
 - control, `ControlAlgorithm`: plan from the env's state through its own step function -> act
   (`runners.control`), nothing learned: model predictive control (CEM, MPPI);
+- evolution, `EvolutionAlgorithm`: ask for a population -> play each member's episodes -> tell
+  (`runners.evolution`), no gradients: evolution strategies (OpenES, CMA-ES, ARS, ...);
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -349,6 +351,39 @@ class ControlAlgorithm(Protocol):
 
 
 @runtime_checkable
+class EvolutionAlgorithm(Algorithm, Protocol):
+    """A search over policy parameters by their returns (`runners.evolution`): evolution
+    strategies. `greedy` is the centre's policy."""
+
+    def ask(self, config: Any, spec: EnvSpec, state: Any, key: jax.Array) -> tuple[Any, Any]:
+        """The generation's members (policy parameters with a leading `[P]` axis) and the
+        state."""
+        ...
+
+    def center(self, config: Any, spec: EnvSpec, state: Any) -> Any:
+        """The parameters of the policy the run reports."""
+        ...
+
+    def act(self, config: Any, spec: EnvSpec, state: Any, params: Any, obs: jax.Array) -> jax.Array:
+        """The actions of the policy with parameters `params` for observations `[B, ...]`."""
+        ...
+
+    def tell(
+        self,
+        config: Any,
+        spec: EnvSpec,
+        state: Any,
+        population: Any,
+        returns: jax.Array,
+        obs_moments: tuple[jax.Array, jax.Array, jax.Array],
+        key: jax.Array,
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """The state after the members' mean returns `[P]`, the generation's visited
+        observations' (count, mean, variance) merged into its statistics; and metrics."""
+        ...
+
+
+@runtime_checkable
 class PlanningAlgorithm(Protocol):
     """Exact planning on a finite MDP (`bellman.algos.dp`), run by `bellman solve`."""
 
@@ -381,7 +416,9 @@ class PlanningAlgorithm(Protocol):
         ...
 
 
-Family = Literal["on_policy", "tabular", "off_policy", "self_play", "unroll", "control"]
+Family = Literal[
+    "on_policy", "tabular", "off_policy", "self_play", "unroll", "control", "evolution"
+]
 
 PROTOCOLS: dict[Family, type] = {
     "on_policy": OnPolicyAlgorithm,
@@ -390,6 +427,7 @@ PROTOCOLS: dict[Family, type] = {
     "self_play": SelfPlayAlgorithm,
     "unroll": UnrollAlgorithm,
     "control": ControlAlgorithm,
+    "evolution": EvolutionAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -495,7 +533,7 @@ class AlgoInfo:
     family: Family
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
     for `on_policy` and `tabular`, the self-play one for `self_play`, the unroll one for
-    `unroll`, the control one for `control`."""
+    `unroll`, the control one for `control`, the evolution one for `evolution`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

@@ -77,6 +77,8 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
     elif info.family == "unroll":
         fields = {"obs", "actions", "rewards", "values", "policies", "value_mask", "policy_mask"}
         assert fields <= set(module.Unroll.__dataclass_fields__)
+    elif info.family == "evolution":
+        assert module.Config().num_steps == 0  # the episode's length follows from the env
     else:
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
@@ -98,6 +100,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
     assert {n for n, i in algos.ALGOS.items() if i.family == "self_play"} == {"alphazero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "control"} == {"mpc"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "evolution"} == {"es"}
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None
@@ -106,6 +109,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
             if i.module.evaluation_memory is not None] == ["pets"]  # fmt: skip
     assert dqn.epsilon is not None and ddpg.epsilon is None and sac.epsilon is None
     assert algos.get("reinforce").fit_to_env is not None
+    assert algos.get("es").fit_to_env is not None
     assert algos.get("ppo").fit_to_env is None
 
 

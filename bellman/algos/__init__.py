@@ -12,6 +12,7 @@ from bellman.algos import (
     alphazero,
     ddpg,
     dqn,
+    es,
     mbpo,
     mpc,
     muzero,
@@ -24,6 +25,7 @@ from bellman.algos import (
 from bellman.contracts import (
     AlgoInfo,
     ControlAlgorithm,
+    EvolutionAlgorithm,
     OffPolicyAlgorithm,
     OnPolicyAlgorithm,
     SelfPlayAlgorithm,
@@ -36,6 +38,7 @@ from bellman.presets import Presets
 __all__ = [
     "ALGOS",
     "CONTROL",
+    "EVOLUTION",
     "OFF_POLICY",
     "ON_POLICY",
     "SELF_PLAY",
@@ -53,6 +56,7 @@ OFF_POLICY: tuple[OffPolicyAlgorithm, ...] = (dqn, ddpg, sac, pets, mbpo)
 SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
+EVOLUTION: tuple[EvolutionAlgorithm, ...] = (es,)
 
 
 def _tabular(method: str, summary: str, **defaults: object) -> AlgoInfo:
@@ -158,6 +162,14 @@ ALGOS: dict[str, AlgoInfo] = {
         "control",
         "model predictive control with the env's own dynamics: CEM or MPPI over a receding "
         "horizon, nothing learned",
+    ),
+    "es": AlgoInfo(
+        "es",
+        es,
+        "evolution",
+        "evolution strategies (evosax): OpenAI-ES (Salimans et al., 2017), CMA-ES, SNES, PGPE, "
+        "ARS (Mania et al., 2018) and SimpleGA on vmapped populations",
+        fit_to_env=es.fit_to_env,
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

@@ -64,6 +64,7 @@ from bellman.experiment.value_plots import value_curves, value_map
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.control import CompiledControl, ControlEvaluator
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
+from bellman.runners.evolution import CompiledEvolution
 from bellman.runners.offpolicy import CompiledOffPolicy
 from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
@@ -221,6 +222,8 @@ class Trainer:
             self.runner = CompiledUnroll(module, configs, env, *common, s.first_seed)
         elif self.info.family == "control":
             self.runner = CompiledControl(module, configs, env, *common, s.first_seed)
+        elif self.info.family == "evolution":
+            self.runner = CompiledEvolution(module, configs, env, *common, s.first_seed)
         else:
             compiled = CompiledOffPolicy if self.info.family == "off_policy" else CompiledOnPolicy
             self.runner = compiled(module, configs, env, *common, s.first_seed)
@@ -711,6 +714,11 @@ def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
             f"{info.name} plans through the env's own step function, a JAX function on the "
             f"compiled backend (gymnax, bellman's envs); {resolved.id} runs on "
             f"{resolved.backend}"
+        )
+    if info.family == "evolution" and resolved.backend != "compiled":
+        raise EnvError(
+            f"{info.name} evaluates its populations on the compiled backend (JAX envs: gymnax, "
+            f"bellman's envs, your own); {resolved.id} runs on {resolved.backend}"
         )
     searches = info.family in ("self_play", "unroll")
     if searches and resolved.backend != "compiled":

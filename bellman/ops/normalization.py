@@ -27,9 +27,13 @@ def update(stats: RunningMeanStd, batch: jax.Array) -> RunningMeanStd:
     """Merge a batch `[N, *shape]` (any number of leading axes) into the statistics."""
     shape = stats.mean.shape
     x = batch.reshape((-1, *shape)).astype(jnp.float32)
-    batch_mean = x.mean(axis=0)
-    batch_var = x.var(axis=0)
-    batch_count = jnp.asarray(x.shape[0], jnp.float32)
+    return merge(stats, jnp.asarray(x.shape[0], jnp.float32), x.mean(axis=0), x.var(axis=0))
+
+
+def merge(
+    stats: RunningMeanStd, batch_count: jax.Array, batch_mean: jax.Array, batch_var: jax.Array
+) -> RunningMeanStd:
+    """Merge the count, mean and variance of a batch into the statistics (Chan et al.)."""
     delta = batch_mean - stats.mean
     total = stats.count + batch_count
     mean = stats.mean + delta * batch_count / total
