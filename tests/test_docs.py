@@ -15,7 +15,7 @@ BELLMAN_ROOTS = {
     "jax_setup", "config", "errors", "rollout", "cli", "dp", "tabular", "mdp",
     "dqn", "buffers", "reinforce", "a2c", "policies", "ddpg", "sac",
     "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv", "muzero", "unroll",
-    "mpc", "control", "pets", "mbpo",
+    "mpc", "control", "pets", "mbpo", "es", "evolution", "evolution_host",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

@@ -65,6 +65,7 @@ from bellman.runners.common import Runner, seed_keys
 from bellman.runners.control import CompiledControl, ControlEvaluator
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.evolution import CompiledEvolution
+from bellman.runners.evolution_host import HostEvolution
 from bellman.runners.offpolicy import CompiledOffPolicy
 from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
@@ -206,7 +207,9 @@ class Trainer:
             self.build(self.configs)
         else:
             common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
-            host = HostOffPolicy if self.info.family == "off_policy" else HostOnPolicy
+            host = {"off_policy": HostOffPolicy, "evolution": HostEvolution}.get(
+                self.info.family, HostOnPolicy
+            )
             self.runner = host(self.info.module, config, resolved, *common)
 
     def build(self, configs: list[Any]) -> None:
@@ -714,11 +717,6 @@ def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
             f"{info.name} plans through the env's own step function, a JAX function on the "
             f"compiled backend (gymnax, bellman's envs); {resolved.id} runs on "
             f"{resolved.backend}"
-        )
-    if info.family == "evolution" and resolved.backend != "compiled":
-        raise EnvError(
-            f"{info.name} evaluates its populations on the compiled backend (JAX envs: gymnax, "
-            f"bellman's envs, your own); {resolved.id} runs on {resolved.backend}"
         )
     searches = info.family in ("self_play", "unroll")
     if searches and resolved.backend != "compiled":

@@ -47,12 +47,14 @@ def init_state(
 
 
 class Episodes(struct.PyTreeNode):
-    """What the members' episodes gave: `[M, episodes]` returns and lengths, and the moments of
-    the observations visited (count, mean, variance over every step inside an episode)."""
+    """What the members' episodes gave: `[M, episodes]` returns and lengths, the moments of
+    the observations visited (count, mean, variance over every step inside an episode), and
+    the steps the loop ran (every env stepped that often, finished episodes masked)."""
 
     returns: jax.Array
     lengths: jax.Array
     obs_moments: tuple[jax.Array, jax.Array, jax.Array]
+    loop_steps: jax.Array
 
 
 def rollouts(
@@ -97,11 +99,11 @@ def rollouts(
 
     alive = jnp.ones(shape, bool)
     carry = (env_state, ts.obs, alive, zeros, zeros, moments, jnp.zeros((), jnp.int32), key)
-    _, _, _, returns, lengths, (total, squares), _, _ = jax.lax.while_loop(running, step, carry)
+    _, _, _, returns, lengths, (total, squares), t, _ = jax.lax.while_loop(running, step, carry)
     count = lengths.sum()
     mean = total / jnp.maximum(count, 1.0)
     var = jnp.maximum(squares / jnp.maximum(count, 1.0) - mean**2, 0.0)
-    return Episodes(returns, lengths, (count, mean, var))
+    return Episodes(returns, lengths, (count, mean, var), t)
 
 
 def update(
@@ -126,6 +128,7 @@ def update(
         **metrics,
         "center_return": played.returns[-1].mean(),
         "env_steps": lengths.sum(),
+        "loop_steps": played.loop_steps.astype(jnp.float32),
         "episodes": jnp.asarray(returns.size, jnp.float32),
         "episode_return_sum": returns.sum(),
         "episode_length_sum": lengths.sum(),
