@@ -60,6 +60,9 @@ class ESConfig:
     """P, the members evaluated each generation (even for the antithetic strategies)."""
     episodes: int = 1
     """Episodes each member is evaluated on per generation; its fitness is their mean return."""
+    common_episodes: bool = True
+    """Every member plays episode e from the same start and randomness (common random numbers,
+    new at every generation), so that members differ by their parameters, not their luck."""
     max_steps: int = 0
     """The steps an episode may last in an evaluation; 0: the env's time limit."""
     hidden_sizes: tuple[int, ...] = (32, 32)

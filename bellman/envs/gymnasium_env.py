@@ -117,10 +117,14 @@ class GymnasiumVectorEnv:
         self._length = np.zeros(num_envs, np.int64)
         self._step_call = guard.EnvCall(env_id, "step")
 
-    def reset(self, seed: int) -> np.ndarray:
+    def reset(self, seed: int | list[int | None]) -> np.ndarray:
+        """Start every env's episode: env i from seed + i, or from seed[i] for a list."""
         obs: Any
+        seeds: list[int | None] = (
+            list(seed) if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+        )
         with guard.EnvCall(self.env_id, "reset"):
-            obs, _ = self.envs.reset(seed=[seed + i for i in range(self.num_envs)])
+            obs, _ = self.envs.reset(seed=seeds)
         self._return[:] = 0.0
         self._length[:] = 0
         obs = np.asarray(obs, self._obs_dtype)

@@ -57,6 +57,16 @@ class Episodes(struct.PyTreeNode):
     loop_steps: jax.Array
 
 
+def episode_keys(config: Any, key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """The `[M, episodes]` keys of the members' envs: with `common_episodes`, episode e of every
+    member gets the same key (the same start, the same randomness), else each its own."""
+    members, episodes = shape
+    if config.common_episodes:
+        keys = jax.random.split(key, episodes)
+        return jnp.broadcast_to(keys, (members, *keys.shape))
+    return jax.random.split(key, members * episodes).reshape((members, episodes, -1))
+
+
 def rollouts(
     algo: EvolutionAlgorithm,
     config: Any,
@@ -71,9 +81,7 @@ def rollouts(
     m = jax.tree.leaves(members)[0].shape[0]
     shape = (m, config.episodes)
     key, reset_key = jax.random.split(key)
-    env_state, ts = jax.vmap(jax.vmap(env.reset))(
-        jax.random.split(reset_key, shape[0] * shape[1]).reshape((*shape, -1))
-    )
+    env_state, ts = jax.vmap(jax.vmap(env.reset))(episode_keys(config, reset_key, shape))
     features = obs_features(ts.obs, spec)  # [M, E, F]
     zeros = jnp.zeros(shape, jnp.float32)
     moments = (jnp.zeros(features.shape[-1]), jnp.zeros(features.shape[-1]))
@@ -90,7 +98,7 @@ def rollouts(
             moments = (moments[0] + x.sum(axis=(0, 1)), moments[1] + (x * x).sum(axis=(0, 1)))
         action = member_act(config, spec, algo_state, members, obs)
         key, step_key = jax.random.split(key)
-        keys = jax.random.split(step_key, shape[0] * shape[1]).reshape((*shape, -1))
+        keys = episode_keys(config, step_key, shape)
         env_state, ts = jax.vmap(jax.vmap(env.step))(keys, env_state, env_action(spec, action))
         returns = returns + jnp.where(alive, ts.reward, 0.0)
         lengths = lengths + alive

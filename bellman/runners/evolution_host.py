@@ -114,7 +114,12 @@ class HostEvolution:
         """Every member's episodes, side by side: returns and lengths `[S, M, E]`, the visited
         observations' moments per seed, and the steps the loop ran."""
         spec, shape = self.spec, self.shape
-        obs = self.envs.reset(env_seed(self.seed, update)).reshape((*shape, *spec.obs_shape))
+        base = env_seed(self.seed, update) % 2**31
+        seeds = np.arange(self.envs.num_envs).reshape(shape)
+        if self.config.common_episodes:  # every member's episode e starts from one state
+            seeds = np.broadcast_to(seeds[:, :1], shape)
+        obs = self.envs.reset([int(base + s) for s in seeds.flat])
+        obs = obs.reshape((*shape, *spec.obs_shape))
         alive = np.ones(shape, bool)
         returns, lengths = np.zeros(shape), np.zeros(shape)
         features = lambda obs: obs.reshape((*shape, -1)).astype(np.float64)
