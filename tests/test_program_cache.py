@@ -8,6 +8,8 @@ import os
 import pickle
 import secrets
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -225,3 +227,36 @@ def test_a_cache_turned_off_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
 
     np.testing.assert_array_equal(run("double", 2), 2 * X)
     assert not list(tmp_path.iterdir())
+
+
+EIGH = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from bellman.runners import programs
+if sys.argv[2:] == ["unprepared"]:
+    programs._initialize_cpu_kernels = lambda: None
+x = np.diag(np.arange(1, 4, dtype=np.float32))
+fn = jax.jit(lambda a: jnp.linalg.eigh(a)[0])
+lower = (lambda: fn.lower(x)) if sys.argv[1] == "store" else (lambda: sys.exit("lowered"))
+print(np.asarray(programs.start(["eigh"], lower, jax.devices()[:1])(x)).tolist())
+"""
+
+
+def test_a_stored_program_calling_lapack_runs_in_a_fresh_process(tmp_path: Path) -> None:
+    """A program that calls a LAPACK kernel (CMA-ES's eigh), loaded from the cache by a process
+    that never lowered one, runs: the kernels are initialised before loading (without that, the
+    process died of SIGSEGV)."""
+    env = {
+        **os.environ,
+        "BELLMAN_CACHE_DIR": str(tmp_path / "cache"),
+        "BELLMAN_CACHE_KEY_FILE": str(tmp_path / "config" / "cache-key"),
+    }
+    run_eigh = lambda *args: subprocess.run(
+        [sys.executable, "-c", EIGH, *args], env=env, capture_output=True, text=True
+    )
+    stored = run_eigh("store")
+    assert stored.returncode == 0, stored.stderr
+    loaded = run_eigh("load")
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["[1.0,", "2.0,", "3.0]"]
+    assert run_eigh("load", "unprepared").returncode == -11  # the crash the fix prevents

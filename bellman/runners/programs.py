@@ -251,10 +251,22 @@ def _authentic(entry: _Entry) -> memoryview | None:
 def _load(blob: memoryview, devices: Sequence[Any]) -> Any:
     from jax.experimental import serialize_executable
 
+    _initialize_cpu_kernels()
     payload, in_tree, out_tree = pickle.loads(blob)
     return serialize_executable.deserialize_and_load(
         payload, in_tree, out_tree, execution_devices=list(devices)
     )
+
+
+def _initialize_cpu_kernels() -> None:
+    """Initialise the CPU's LAPACK kernels (eigh, Cholesky, ...; CMA-ES's eigendecomposition
+    uses them) before an executable is loaded. JAX initialises them when it lowers a program
+    that calls one; a program loaded from the cache is not lowered, and its first call into an
+    uninitialised kernel crashes the process (SIGSEGV). JAX's own loader of exported programs
+    does the same (`jax._src.export._export._ensure_backends_initialized`)."""
+    from jax._src.lax import linalg
+
+    linalg.initialize_lapack()
 
 
 def _store(entry: _Entry, compiled: Any) -> None:
