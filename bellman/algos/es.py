@@ -327,13 +327,17 @@ def init(key: jax.Array, config: ESConfig, spec: EnvSpec, total_updates: int) ->
     return ESState(es_state, normalization.RunningMeanStd.create((obs_size,)))
 
 
-def center(config: ESConfig, spec: EnvSpec, state: ESState) -> Any:
-    """The policy the run reports: the search distribution's mean; SimpleGA's best member of
-    the last generation (by its evaluated return)."""
-    es_state = state.strategy
+def center_vector(config: ESConfig, es_state: Any) -> jax.Array:
+    """The reported policy's parameters as evosax keeps them, one flat vector: the search
+    distribution's mean; SimpleGA's best member of the last generation (by its return)."""
     if config.strategy == "simple_ga":
-        return unravel(config, spec, es_state.population[jnp.argmin(es_state.fitness)])
-    return unravel(config, spec, es_state.mean)
+        return es_state.population[jnp.argmin(es_state.fitness)]
+    return es_state.mean
+
+
+def center(config: ESConfig, spec: EnvSpec, state: ESState) -> Any:
+    """The policy the run reports (`center_vector`), as the policy's parameters."""
+    return unravel(config, spec, center_vector(config, state.strategy))
 
 
 def ask(config: ESConfig, spec: EnvSpec, state: ESState, key: jax.Array) -> tuple[Any, ESState]:
@@ -361,12 +365,11 @@ def tell(
     if config.normalize_obs:
         obs_stats = normalization.merge(obs_stats, *obs_moments)
     std = getattr(es_state, "std", jnp.asarray(config.sigma))
-    flat_center = ravel_pytree(center(config, spec, state.replace(strategy=es_state)))[0]
     metrics = {
         "fitness_best": returns.max(),
         "fitness_mean": returns.mean(),
         "fitness_std": returns.std(),
         "sigma": jnp.mean(std),
-        "center_norm": jnp.linalg.norm(flat_center),
+        "center_norm": jnp.linalg.norm(center_vector(config, es_state)),
     }
     return ESState(es_state, obs_stats), metrics

@@ -109,9 +109,15 @@ def rollouts(
     carry = (env_state, ts.obs, alive, zeros, zeros, moments, jnp.zeros((), jnp.int32), key)
     _, _, _, returns, lengths, (total, squares), t, _ = jax.lax.while_loop(running, step, carry)
     count = lengths.sum()
-    mean = total / jnp.maximum(count, 1.0)
-    var = jnp.maximum(squares / jnp.maximum(count, 1.0) - mean**2, 0.0)
-    return Episodes(returns, lengths, (count, mean, var), t)
+    return Episodes(returns, lengths, (count, *moments_of(count, total, squares)), t)
+
+
+def moments_of(count: Any, total: Any, squares: Any) -> tuple[Any, Any]:
+    """Mean and variance of observations from their count (`[...]`), sum and sum of squares
+    (`[..., F]`); numpy or JAX arrays alike."""
+    n = count[..., None] if getattr(count, "ndim", 0) else count
+    mean = total / (n + (n == 0))
+    return mean, (squares / (n + (n == 0)) - mean**2).clip(0.0)
 
 
 def update(

@@ -27,7 +27,7 @@ from bellman.envs.gymnasium_env import GymnasiumVectorEnv
 from bellman.envs.registry import ResolvedEnv
 from bellman.nets import flatten_obs
 from bellman.runners.common import ChunkResult, reduce_metrics, seed_keys
-from bellman.runners.evolution import EvolutionState
+from bellman.runners.evolution import EvolutionState, moments_of
 from bellman.runners.onpolicy_host import env_seed
 
 
@@ -138,9 +138,8 @@ class HostEvolution:
             obs = np.asarray(ts.obs).reshape((*shape, *spec.obs_shape))
             t += 1
         count = lengths.sum(axis=(1, 2))
-        mean = total / np.maximum(count, 1.0)[:, None]
-        var = np.maximum(squares / np.maximum(count, 1.0)[:, None] - mean**2, 0.0)
-        return {"returns": returns, "lengths": lengths, "moments": (count, mean, var), "t": t}
+        moments = (count, *moments_of(count, total, squares))
+        return {"returns": returns, "lengths": lengths, "moments": moments, "t": t}
 
     def run_chunk(
         self, state: EvolutionState, first_update: int
