@@ -292,9 +292,78 @@ def build_parser() -> Parser:
     )
     pl.add_argument("--seed-index", type=int, default=0, help="which seed of the run plays")
 
-    ls = commands.add_parser("list", help="list algorithms or environments")
-    ls.add_argument("what", nargs="?", choices=["algos", "envs"], default=None)
+    add_collect_parser(commands)
+
+    ls = commands.add_parser("list", help="list algorithms, environments or datasets")
+    ls.add_argument("what", nargs="?", choices=["algos", "envs", "datasets"], default=None)
     return parser
+
+
+def add_collect_parser(commands: Any) -> None:
+    co = commands.add_parser(
+        "collect",
+        help="record a trained run's policy into a Minari dataset (for the offline algorithms)",
+        description="Record episodes of a trained run's policy into a new Minari dataset at "
+        "--out (readable with minari.load_dataset), with the random policy's and the expert's "
+        "mean returns for normalised scores; prints the dataset's directory on the last line.",
+    )
+    co.add_argument("run_dir", metavar="RUN_DIR")
+    co.add_argument("--episodes", type=int, default=10, help="episodes to record (default: 10)")
+    co.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="the new dataset's directory; its name is the Minari id (-v0 is added unless it "
+        "ends in -v<N>)",
+    )
+    behaviour = co.add_mutually_exclusive_group()
+    behaviour.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="act uniformly at random with this probability, else greedily",
+    )
+    behaviour.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="add Gaussian noise of this many half-widths of the action box to the greedy action",
+    )
+    behaviour.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="sample the run's own behaviour policy (SAC's Gaussian, PPO's distribution, ...)",
+    )
+    behaviour.add_argument(
+        "--random", action="store_true", help="the uniformly random policy (D4RL's random level)"
+    )
+    behaviour.add_argument(
+        "--replay",
+        action="store_true",
+        help="the run's replay memory at its newest checkpoint instead of new episodes "
+        "(D4RL's medium-replay); --episodes is then ignored",
+    )
+    co.add_argument(
+        "--expert",
+        metavar="RUN_DIR",
+        default=None,
+        help="the run whose greedy return is the dataset's expert reference (default: RUN_DIR)",
+    )
+    co.add_argument(
+        "--reference-episodes",
+        type=int,
+        default=100,
+        help="episodes of the random policy and of the expert for the reference returns "
+        "(default: 100)",
+    )
+    co.add_argument("--seed-index", type=int, default=0, help="which seed of the run plays")
+    co.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0)")
+    co.add_argument(
+        "--trust-env",
+        action="store_true",
+        help="allow importing the module of the run's module:Class env",
+    )
+    co.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def info_presets(info: algos.AlgoInfo) -> dict[str, dict[str, Any]]:
@@ -998,6 +1067,46 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from bellman.experiment.collect import collect
+
+    result = collect(
+        args.run_dir,
+        episodes=args.episodes,
+        out=args.out,
+        epsilon=args.epsilon,
+        noise=args.noise,
+        stochastic=args.stochastic,
+        random=args.random,
+        replay=args.replay,
+        expert=args.expert,
+        seed_index=args.seed_index,
+        seed=args.seed,
+        reference_episodes=args.reference_episodes,
+        trust_env=args.trust_env,
+    )
+    summary = {
+        "path": str(result.path),
+        "dataset_id": result.dataset_id,
+        "episodes": result.episodes,
+        "steps": result.steps,
+        "mean_return": result.mean_return,
+        "normalized_score": result.normalized,
+        "ref_min_score": result.ref_min_score,
+        "ref_max_score": result.ref_max_score,
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"{result.episodes:,} episodes, {result.steps:,} steps, mean return "
+        f"{result.mean_return:.2f} (normalised {result.normalized:.1f}; random "
+        f"{result.ref_min_score:.2f}, expert {result.ref_max_score:.2f})"
+    )
+    print(result.path)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bellman.envs import list_envs
 
@@ -1016,6 +1125,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("environments, gymnasium backend (any registered id, or module:Class):")
         for env_id in envs["gymnasium"]:
             print(f"  {env_id}")
+    if args.what in (None, "datasets"):
+        from bellman import datasets
+
+        found = datasets.listing()
+        where = " and ".join(str(r) for r in datasets.roots())
+        print(f"datasets (Minari, in {where}):" if found else f"datasets: none in {where}")
+        for d in found:
+            refs = ""
+            if d["ref_min_score"] is not None and d["ref_max_score"] is not None:
+                refs = f", random {d['ref_min_score']:.1f}, expert {d['ref_max_score']:.1f}"
+            print(
+                f"  {d['path']}  {d['env'] or '?'}, {d['episodes']} episodes, {d['steps']} "
+                f"steps{refs}"
+            )
     return 0
 
 
@@ -1072,6 +1195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "arena": cmd_arena,
                 "play": cmd_play,
                 "list": cmd_list,
+                "collect": cmd_collect,
             }
             handler = handlers[args.command]
             return handler(args)

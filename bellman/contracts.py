@@ -16,6 +16,8 @@ and the registry entry (`AlgoInfo`).
   (`runners.control`), nothing learned: model predictive control (CEM, MPPI);
 - evolution, `EvolutionAlgorithm`: ask for a population -> play each member's episodes -> tell
   (`runners.evolution`), no gradients: evolution strategies (OpenES, CMA-ES, ARS, ...);
+- offline, `OfflineAlgorithm`: sample a minibatch of a fixed dataset -> learn (`runners.offline`),
+  no env steps, its config an `OfflineLoop`: behaviour cloning, TD3+BC, CQL, IQL;
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -383,6 +385,39 @@ class EvolutionAlgorithm(Algorithm, Protocol):
         ...
 
 
+class DataStats(NamedTuple):
+    """What an offline algorithm may take from its dataset before learning: the observations'
+    per-feature mean and standard deviation `[F]` (of `nets.obs_features`), and the dataset's
+    size."""
+
+    obs_mean: jax.Array
+    obs_std: jax.Array
+    size: jax.Array
+
+
+@runtime_checkable
+class OfflineAlgorithm(Algorithm, Protocol):
+    """Learns from a fixed dataset of transitions (`runners.offline`): behaviour cloning,
+    TD3+BC, CQL, IQL. Each update samples a minibatch uniformly from the dataset (a `Batch`,
+    `discount` = gamma (1 - terminated): a truncated episode still bootstraps)."""
+
+    @property
+    def Config(self) -> type[OfflineLoop]:
+        """Its settings: an `OfflineLoop` with the algorithm's own fields."""
+        ...
+
+    def prepare(self, config: Any, spec: EnvSpec, state: Any, stats: DataStats) -> Any:
+        """The fresh state given the dataset's statistics (TD3+BC normalises observations with
+        them); the state unchanged where the algorithm takes nothing from them."""
+        ...
+
+    def learn(
+        self, config: Any, spec: EnvSpec, state: Any, batch: Batch, key: jax.Array
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """One gradient step on a minibatch of the dataset: the new state and metrics."""
+        ...
+
+
 @runtime_checkable
 class PlanningAlgorithm(Protocol):
     """Exact planning on a finite MDP (`bellman.algos.dp`), run by `bellman solve`."""
@@ -417,7 +452,7 @@ class PlanningAlgorithm(Protocol):
 
 
 Family = Literal[
-    "on_policy", "tabular", "off_policy", "self_play", "unroll", "control", "evolution"
+    "on_policy", "tabular", "off_policy", "self_play", "unroll", "control", "evolution", "offline"
 ]
 
 PROTOCOLS: dict[Family, type] = {
@@ -428,6 +463,7 @@ PROTOCOLS: dict[Family, type] = {
     "unroll": UnrollAlgorithm,
     "control": ControlAlgorithm,
     "evolution": EvolutionAlgorithm,
+    "offline": OfflineAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -519,6 +555,35 @@ class ReplayLoop:
         cfg.at_least(self, 0, "priority_alpha", "clip_rewards")
 
 
+@dataclass(frozen=True)
+class OfflineLoop:
+    """The settings the offline loop (`runners.offline`) reads. One update is one gradient step
+    on a minibatch drawn uniformly from the dataset, so a run's `--steps` count gradient steps
+    (there are no env steps: the evaluations alone play episodes)."""
+
+    batch_size: int = 256
+    """Transitions per gradient step, drawn uniformly with replacement."""
+    gamma: float = 0.99
+    """Discount factor."""
+
+    @property
+    def num_envs(self) -> int:
+        """One stream of updates per seed."""
+        return 1
+
+    @property
+    def num_steps(self) -> int:
+        """Gradient steps per update."""
+        return 1
+
+    def validate(self) -> None:
+        """Raise ConfigError for a field of the wrong type (every field, the subclass's too) or
+        a loop setting out of range; a subclass checks its own fields after these."""
+        cfg.check_fields(self, {})
+        cfg.at_least(self, 1, "batch_size")
+        cfg.within(self, 0, 1, "gamma")
+
+
 # ----- the registry entry -----
 
 
@@ -533,7 +598,8 @@ class AlgoInfo:
     family: Family
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
     for `on_policy` and `tabular`, the self-play one for `self_play`, the unroll one for
-    `unroll`, the control one for `control`, the evolution one for `evolution`."""
+    `unroll`, the control one for `control`, the evolution one for `evolution`, the offline one
+    for `offline`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

@@ -1,7 +1,8 @@
 """Evolution strategies' results, each a `bellman train` command run here; writes RESULTS.md's
-sections es-cartpole, es-pendulum and es-scaling, and benchmarks/es_scaling.png.
+sections es-cartpole, es-pendulum, es-scaling and es-ars-mujoco, and benchmarks/es_scaling.png.
 
-    python benchmarks/es_results.py [--only cartpole,pendulum,scaling] [--note "..."]
+    python benchmarks/es_results.py [--only cartpole,pendulum,scaling,ars] [--ars-envs ...]
+        [--ars-seeds 3] [--note "..."]
 
 - cartpole: OpenES (its defaults: 256 members, an MLP of 2 x 32, one episode each) on
   CartPole-v1, 8 seeds in one command, then bellman's PPO (its defaults) with 8 seeds in one
@@ -15,6 +16,9 @@ sections es-cartpole, es-pendulum and es-scaling, and benchmarks/es_scaling.png.
   4096: generations per second and env steps per second (inside episodes) of the training
   chunks, compile excluded. Every seed starts from the same centre, so the episodes' lengths,
   and the work, grow with the population as it learns faster.
+- ars: ARS V2-t (linear policy) on Swimmer-v5 and HalfCheetah-v5 with the gymnasium backend,
+  3 seeds in one command each (the paper's Table 1 averages 3): the members' episodes until
+  each seed's first evaluation at or above the paper's threshold.
 Every run's summary and curves are kept in benchmarks/out/es-results.json.
 """
 
@@ -208,7 +212,7 @@ ARS = {
 }
 
 
-def ars(note: str, meta: dict, envs: list[str]) -> list[dict]:
+def ars(note: str, meta: dict, envs: list[str], seeds: int) -> list[dict]:
     runs = []
     for env in envs:
         threshold, n, b, nu, alpha, generations = ARS[env]
@@ -218,35 +222,48 @@ def ars(note: str, meta: dict, envs: list[str]) -> list[dict]:
             ["es", "--env", env, "--backend", "gymnasium", "--strategy", "ars",
              "--population", str(population), "--top-directions", str(b), "--sigma", str(nu),
              "--learning-rate", str(alpha), "--optimizer", "sgd", "--hidden-sizes",
-             "--normalize-obs", "--continuous-actions", "clip", "--steps", str(steps),
-             "--evals", "20", "--eval-episodes", "5"],
+             "--normalize-obs", "--continuous-actions", "clip", "--seeds", str(seeds),
+             "--steps", str(steps), "--evals", "20", "--eval-episodes", "5"],
         )  # fmt: skip
-        evals = [(r["step"], r["eval_return"][0]) for r in run["records"] if "eval_return" in r]
-        hit = next((step for step, ret in evals if ret >= threshold), None)
-        run.update(env=env, threshold=threshold, population=population, evals=evals, hit=hit)
+        evals = [(r["step"], r["eval_return"]) for r in run["records"] if "eval_return" in r]
+        hits = [
+            next((step for step, returns in evals if returns[i] >= threshold), None)
+            for i in range(seeds)
+        ]
+        run.update(env=env, threshold=threshold, population=population, evals=evals, hits=hits)
         runs.append(run)
     saved = OUT / "es-results.json"  # the envs not run this time keep their last results
     if saved.exists() and "ars" in (last := json.loads(saved.read_text())):
-        runs += [r for r in last["ars"]["result"] if r["env"] not in envs]
+        runs += [r for r in last["ars"]["result"] if r["env"] not in envs and "hits" in r]
     runs.sort(key=lambda r: list(ARS).index(r["env"]))
     lines = [note, ""] if note else []
     lines += [
         "ARS with a linear policy (starting at zero), observation statistics (V2) and the top "
-        "b of N directions (-t), on gymnasium's MuJoCo envs, 1 seed each, an evaluation of the "
-        "centre on 5 episodes at 20 points of each run. Episodes: the members' episodes "
-        "(2N per generation, 1,000 steps each) until the first evaluation at or above the "
-        "threshold; the centre's own episodes, played with each generation, are not counted.",
+        "b of N directions (-t), on gymnasium's MuJoCo envs; the seeds in one command; an "
+        "evaluation of each seed's centre on 5 episodes at 20 points of each run. Episodes: "
+        "the members' episodes (2N per generation, 1,000 steps each) until a seed's first "
+        "evaluation at or above the threshold; the centre's own episodes, played with each "
+        "generation, are not counted. The paper's Table 1 gives the same count averaged over "
+        "3 seeds.",
         "",
-        "| env | command | threshold | first evaluation >= threshold: episodes (env steps) | "
-        "best evaluation | final return | wall s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| env | command | threshold | episodes to the threshold, per seed | mean | "
+        "best evaluation, per seed | final return, per seed | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        episodes = "not reached" if r["hit"] is None else f"{r['hit'] // 1000:,} ({r['hit']:,})"
-        best = max(ret for _, ret in r["evals"])
+        hits = [f"{h // 1000:,}" if h is not None else "not reached" for h in r["hits"]]
+        reached = [h for h in r["hits"] if h is not None]
+        mean = (
+            f"{sum(reached) / len(reached) / 1000:,.0f}"
+            if len(reached) == len(r["hits"])
+            else f"{len(reached)} of {len(r['hits'])} reached"
+        )
+        best = [max(returns[i] for _, returns in r["evals"]) for i in range(len(r["hits"]))]
+        final = r["summary"]["final_return_per_seed"]
         lines.append(
-            f"| {r['env']} | `{r['command']}` | {r['threshold']:.0f} | {episodes} | "
-            f"{best:.0f} | {r['summary']['final_return_mean']:.0f} | {r['wall_s']:.0f} |"
+            f"| {r['env']} | `{r['command']}` | {r['threshold']:.0f} | {', '.join(hits)} | "
+            f"{mean} | {', '.join(f'{x:.0f}' for x in best)} | "
+            f"{', '.join(f'{x:.0f}' for x in final)} | {r['wall_s']:.0f} |"
         )
     write_section("es-ars-mujoco", "\n".join(lines), meta, "python benchmarks/es_results.py")
     return runs
@@ -257,13 +274,14 @@ def main() -> None:
     parser.add_argument("--only", default="cartpole,pendulum,scaling,ars")
     parser.add_argument("--note", default="", help="a sentence on how the runs were made")
     parser.add_argument("--ars-envs", default=",".join(ARS), help="the envs of the ars workload")
+    parser.add_argument("--ars-seeds", type=int, default=3, help="seeds of each ars run")
     args = parser.parse_args()
     meta = machine()
     workloads = {
         "cartpole": cartpole,
         "pendulum": pendulum,
         "scaling": scaling,
-        "ars": lambda note, meta: ars(note, meta, args.ars_envs.split(",")),
+        "ars": lambda note, meta: ars(note, meta, args.ars_envs.split(","), args.ars_seeds),
     }
     saved = OUT / "es-results.json"
     record = json.loads(saved.read_text()) if saved.exists() else {}

@@ -543,6 +543,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pets": {"hidden_sizes": (64, 32), "activation": "relu", "holdout": 0.0, "particles": 10},
     "mbpo": {"model_hidden_sizes": (64, 32), "rollout_length": 3, "real_ratio": 0.5},
     "es": {"strategy": "ars", "hidden_sizes": (), "top_directions": 4, "population": 64},
+    "bc": {"learning_rate": 1e-4, "hidden_sizes": (64,), "normalize_obs": False, "batch_size": 64},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }

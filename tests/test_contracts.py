@@ -24,6 +24,7 @@ from bellman.contracts import (
     Algorithm,
     EvaluationMemory,
     ExplorationNoise,
+    OfflineLoop,
     PlanningAlgorithm,
     ReplayLoop,
 )
@@ -79,6 +80,9 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
         assert fields <= set(module.Unroll.__dataclass_fields__)
     elif info.family == "evolution":
         assert module.Config().num_steps == 0  # the episode's length follows from the env
+    elif info.family == "offline":
+        assert issubclass(module.Config, OfflineLoop)
+        assert module.Config().num_envs == module.Config().num_steps == 1  # an update a step
     else:
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
@@ -101,6 +105,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "control"} == {"mpc"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "evolution"} == {"es"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "offline"} == {"bc"}
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bellman.algos import (
     a2c,
     alphazero,
+    bc,
     ddpg,
     dqn,
     es,
@@ -26,6 +27,7 @@ from bellman.contracts import (
     AlgoInfo,
     ControlAlgorithm,
     EvolutionAlgorithm,
+    OfflineAlgorithm,
     OffPolicyAlgorithm,
     OnPolicyAlgorithm,
     SelfPlayAlgorithm,
@@ -39,6 +41,7 @@ __all__ = [
     "ALGOS",
     "CONTROL",
     "EVOLUTION",
+    "OFFLINE",
     "OFF_POLICY",
     "ON_POLICY",
     "SELF_PLAY",
@@ -57,6 +60,7 @@ SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
 EVOLUTION: tuple[EvolutionAlgorithm, ...] = (es,)
+OFFLINE: tuple[OfflineAlgorithm, ...] = (bc,)
 
 
 def _tabular(method: str, summary: str, **defaults: object) -> AlgoInfo:
@@ -170,6 +174,13 @@ ALGOS: dict[str, AlgoInfo] = {
         "evolution strategies (evosax): OpenAI-ES (Salimans et al., 2017), CMA-ES, SNES, PGPE, "
         "ARS (Mania et al., 2018) and SimpleGA on vmapped populations",
         fit_to_env=es.fit_to_env,
+    ),
+    "bc": AlgoInfo(
+        "bc",
+        bc,
+        "offline",
+        "behaviour cloning: supervised learning of a dataset's actions (cross-entropy or mean "
+        "squared error)",
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

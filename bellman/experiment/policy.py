@@ -152,7 +152,9 @@ class Policy:
         self.state = jax.tree.map(lambda x: x[seed_index], trained.algo_state)
         module, config, spec = trained.info.module, trained.config, self.spec
         self._greedy = jax.jit(lambda state, obs: module.greedy(config, spec, state, obs))
-        if trained.info.family == "off_policy":  # its schedules as they end: past every step
+        if trained.info.family == "offline":  # learned from data: no behaviour policy of its own
+            sample = lambda state, obs, key: module.greedy(config, spec, state, obs)
+        elif trained.info.family == "off_policy":  # its schedules as they end: past every step
             late = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
             sample = lambda state, obs, key: module.act(config, spec, state, obs, key, late)
         else:

@@ -75,6 +75,10 @@ class RunSettings:
     """Keyword arguments of what makes the env (gymnasium.make for a gymnasium id, the class or
     function of module:attr, jumanji.make for jumanji:<id>), as key=value,..., a JSON object or a
     .json file holding one; recorded as JSON."""
+    dataset: str | None = None
+    """The offline algorithms' data (bc, td3bc, cql, iql): a Minari dataset's directory (made by
+    bellman collect) or its name under ./datasets or $MINARI_DATASETS_PATH; recorded as its full
+    path."""
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""

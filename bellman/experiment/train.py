@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bellman import algos, jax_setup, stats
+from bellman import algos, datasets, jax_setup, stats
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
 from bellman.envs import games, registry
@@ -66,6 +66,7 @@ from bellman.runners.control import CompiledControl, ControlEvaluator
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.evolution import CompiledEvolution
 from bellman.runners.evolution_host import HostEvolution
+from bellman.runners.offline import CompiledOffline, OfflineData, SpecOnly, offline_data
 from bellman.runners.offpolicy import CompiledOffPolicy
 from bellman.runners.offpolicy_host import HostOffPolicy
 from bellman.runners.onpolicy import CompiledOnPolicy
@@ -203,7 +204,14 @@ class Trainer:
         (`shrink`)."""
         self.runner: Runner
         self.evaluator: JaxEvaluator | GameEvaluator | None = None
-        if resolved.backend == "compiled":
+        self.data: OfflineData | None = None
+        """An offline algorithm's dataset, as its programs read it."""
+        if self.info.family == "offline":  # learning is a program of its own, whatever the env
+            assert settings.dataset is not None
+            transitions = datasets.read(settings.dataset).transitions
+            self.data = offline_data(transitions, resolved.spec)
+            self.build(self.configs)
+        elif resolved.backend == "compiled":
             self.build(self.configs)
         else:
             common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
@@ -215,9 +223,18 @@ class Trainer:
     def build(self, configs: list[Any]) -> None:
         """The compiled runner and evaluator of `configs` x seeds."""
         s, env = self.settings, self.env.jax_env
-        assert env is not None
         common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
         module = self.info.module
+        if self.info.family == "offline":
+            assert self.data is not None
+            learner = env if env is not None else SpecOnly(self.env.spec, self.env.id)
+            self.runner = CompiledOffline(
+                module, configs, learner, *common, s.first_seed, data=self.data
+            )
+            if env is not None:  # else the evaluations play gymnasium envs (`evaluate`)
+                self.evaluator = JaxEvaluator(module, configs, env, s.eval_episodes, s.seeds)
+            return
+        assert env is not None
         if self.info.family == "self_play":
             assert isinstance(env, games.GameEnv)
             self.runner = CompiledSelfPlay(module, configs, env, *common, s.first_seed)
@@ -709,6 +726,29 @@ def check_first_seed(settings: RunSettings, resolved: registry.ResolvedEnv) -> N
         )
 
 
+def check_dataset(
+    info: algos.AlgoInfo, settings: RunSettings, resolved: registry.ResolvedEnv
+) -> RunSettings:
+    """An offline algorithm needs a dataset whose spaces are the env's, and only an offline
+    algorithm takes one; the settings record the dataset's full path (for a resume)."""
+    names = ", ".join(n for n, i in algos.ALGOS.items() if i.family == "offline")
+    if info.family != "offline":
+        if settings.dataset is not None:
+            raise ConfigError(
+                f"{info.name} learns by acting in the env; --dataset is for the offline "
+                f"algorithms ({names})"
+            )
+        return settings
+    if settings.dataset is None:
+        raise ConfigError(
+            f"{info.name} learns from a dataset: give --dataset DIR (make one with bellman "
+            "collect RUN_DIR --out DIR; bellman list datasets shows those found here)"
+        )
+    data = datasets.read(settings.dataset)
+    datasets.check_fits(data, resolved.spec)
+    return dataclasses.replace(settings, dataset=str(data.path.resolve()))
+
+
 def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
     """A two-player game takes a self-play algorithm (or MuZero), and a self-play algorithm a
     game; the search algorithms run on the compiled backend."""
@@ -772,6 +812,7 @@ def train(
     progress: bool = True,
     config: Any = None,
     callbacks: Sequence[Callback] = (),
+    dataset: str | Path | None = None,
     **overrides: Any,
 ) -> Run:
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
@@ -803,11 +844,13 @@ def train(
             "preset": preset,
             "env_params": env_params,
             "env_kwargs": env_kwargs,
+            "dataset": None if dataset is None else str(dataset),
         },
     )
     settings.validate()
     settings, resolved = resolve_env(settings, settings.backend, env)
     check_first_seed(settings, resolved)
+    settings = check_dataset(info, settings, resolved)
     algo_config = cfg.with_overrides(
         info.check_config(config)
         if config is not None

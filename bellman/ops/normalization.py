@@ -92,3 +92,9 @@ def scale_rewards(
     stats = update(scaler.stats, returns)
     scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -clip, clip)
     return RewardScaler(stats, running), scaled
+
+
+def standardize(x: jax.Array, mean: jax.Array, std: jax.Array, eps: float = 1e-3) -> jax.Array:
+    """(x - mean) / (std + eps): features standardised by a dataset's fixed statistics (the
+    offline algorithms' state normalisation, as TD3+BC's paper does it)."""
+    return (x - mean) / (std + eps)

@@ -8,6 +8,10 @@ loops over a chunk of updates; `CompiledRunner` compiles `jit(shard_map(vmap(run
 a single call, while the driver logs, evaluates and checkpoints in between. Nothing leaves the
 device inside a chunk.
 
+A family may take data every member reads and none owns (the offline family's dataset): the
+runner hands it to both programs as one more argument, replicated on every device, never part of
+the members' state or of a checkpoint.
+
 The members are settings x seeds: K configs that differ only in traced settings (`bellman.config`:
 the float fields, taken by the program as arrays) times S seeds, setting-major. A single run is
 K = 1; a sweep's group is K > 1, the same program with more members. Seed s of every setting
@@ -50,12 +54,15 @@ class Family(Protocol):
     itself, as self-play does for its games)."""
 
     def init_state(
-        self, algo: Any, config: Any, env: JaxEnv, total_updates: int, key: jax.Array
+        self, algo: Any, config: Any, env: JaxEnv, total_updates: int, key: jax.Array, *data: Any
     ) -> Any: ...
 
     def update(
-        self, algo: Any, config: Any, env: JaxEnv, state: Any, update_id: jax.Array
-    ) -> tuple[Any, dict[str, jax.Array]]: ...
+        self, algo: Any, config: Any, env: JaxEnv, state: Any, update_id: jax.Array, *data: Any
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """One iteration of the loop; `data` is the runner's shared data, if it was given
+        one."""
+        ...
 
 
 def run_updates(
@@ -85,15 +92,14 @@ def run_updates(
 
 
 def per_device(fn: Callable[..., Any], runner: CompiledRunner) -> Any:
-    """`fn(state, values, update_ids)` run by each device on its own members (`shard_map`):
+    """`fn(state, values, update_ids, *data)` run by each device on its own members (`shard_map`):
     nothing in a chunk crosses devices. (Under a plain sharded `vmap`, an op that reduces over
     the members, like the condition of a while loop whose members finish at different times,
     would make the devices wait for each other at every step.)"""
     mesh = runner.sharding.mesh
     seeds, replicated = runner.sharding.spec, runner.replicated.spec
-    return jax.shard_map(
-        fn, mesh=mesh, in_specs=(seeds, seeds, replicated), out_specs=seeds, check_vma=False
-    )
+    specs = (seeds, seeds, replicated, *(replicated for _ in runner.data))
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=seeds, check_vma=False)
 
 
 class CompiledRunner:
@@ -113,7 +119,10 @@ class CompiledRunner:
         total_updates: int,
         chunk_updates: int,
         first_seed: int = 0,
+        data: Any = None,
     ):
+        """`data`, if not None, is what every member reads (a pytree of arrays): passed to the
+        family's `init_state` and `update` after their other arguments."""
         self.family, self.algo, self.spec = family, algo, env.spec
         self.first_seed = first_seed
         self.config = cfg.static_part(configs[0])
@@ -127,24 +136,34 @@ class CompiledRunner:
         self.sharding, self.replicated = seed_sharding(self.members)
         self.values = jax.device_put(cfg.traced_values(configs, seeds), self.sharding)
         """The members' traced settings, `[members]` arrays sharded as the members."""
+        self.data: tuple[Any, ...] = (
+            () if data is None else (jax.device_put(data, self.replicated),)
+        )
+        """The shared data (none, or one pytree), on every device once."""
+        shared = tuple(None for _ in self.data)
         member = lambda values: cfg.with_values(self.config, values)
-        init = lambda values, key: family.init_state(
-            algo, member(values), self.env, total_updates, key
+        init = lambda values, key, *data: family.init_state(
+            algo, member(values), self.env, total_updates, key, *data
         )
         self._init = jax.jit(
-            over_seeds(init, self.members, (0, 0)),
-            in_shardings=self.sharding,
+            over_seeds(init, self.members, (0, 0, *shared)),
+            in_shardings=(self.sharding, self.sharding, *(self.replicated for _ in shared)),
             out_shardings=self.sharding,
         )
 
-        def chunk(state: Any, values: dict[str, jax.Array], ids: jax.Array) -> Any:
+        def chunk(state: Any, values: dict[str, jax.Array], ids: jax.Array, *data: Any) -> Any:
             update = functools.partial(family.update, algo, member(values), self.env)
-            return run_updates(update, total_updates, state, ids)
+            return run_updates(lambda s, i: update(s, i, *data), total_updates, state, ids)
 
         local = self.members // self.sharding.mesh.size
         self._chunk = jax.jit(
-            per_device(over_seeds(chunk, local, (0, 0, None)), self),
-            in_shardings=(self.sharding, self.sharding, self.replicated),
+            per_device(over_seeds(chunk, local, (0, 0, None, *shared)), self),
+            in_shardings=(
+                self.sharding,
+                self.sharding,
+                self.replicated,
+                *(self.replicated for _ in shared),
+            ),
             out_shardings=self.sharding,
             donate_argnums=0,
         )
@@ -163,11 +182,11 @@ class CompiledRunner:
 
     def init_state(self) -> Any:
         init = self._compiled_init if self._compiled_init is not None else self._init
-        return init(self.values, self._keys())
+        return init(self.values, self._keys(), *self.data)
 
     def state_template(self) -> Any:
         if self._template is None:
-            self._template = jax.eval_shape(self._init, self.values, self._keys())
+            self._template = jax.eval_shape(self._init, self.values, self._keys(), *self.data)
         return self._template
 
     def _description(self, part: str) -> list[str] | None:
@@ -181,6 +200,7 @@ class CompiledRunner:
             repr(self.config),
             env_key,
             f"members={self.members} updates={self.total_updates} chunk={self.chunk_updates}",
+            *(["data " + programs.signature(*self.data)] if self.data else []),
         ]
 
     def compile(self) -> float:
@@ -195,7 +215,7 @@ class CompiledRunner:
         traced: list[Any] = []
 
         def lower_init() -> Any:
-            traced.append(self._init.trace(self.values, keys))
+            traced.append(self._init.trace(self.values, keys, *self.data))
             return traced[0].lower()
 
         with paused_gc():
@@ -208,7 +228,7 @@ class CompiledRunner:
             self._compiled_chunk = programs.start(
                 description
                 and [*description, programs.signature((self._template, self.values), ids)],
-                lambda: self._chunk.lower(self._template, self.values, ids),
+                lambda: self._chunk.lower(self._template, self.values, ids, *self.data),
                 devices,
             )
         self._compiled_init.result()
@@ -221,7 +241,7 @@ class CompiledRunner:
             self.compile()
         ids = jnp.arange(first_update, first_update + self.chunk_updates, dtype=jnp.int32)
         state, metrics = self._compiled_chunk(
-            state, self.values, jax.device_put(ids, self.replicated)
+            state, self.values, jax.device_put(ids, self.replicated), *self.data
         )
         metrics = jax.device_get(metrics)
         valid = np.asarray(ids) < self.total_updates
