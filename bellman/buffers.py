@@ -420,3 +420,65 @@ def size(buffer: ReplayBuffer) -> jax.Array:
     """Transitions stored over all envs: the newest `keep` of each env at most (from the
     counters, without a pass over the ring)."""
     return jnp.minimum(buffer.added, buffer.keep) * buffer.head.shape[0]
+
+
+def to_episodes(buffer: ReplayBuffer) -> list[dict[str, Any]]:
+    """The transitions one seed's replay memory holds (numpy or JAX arrays, no seed axis), as
+    episodes in the order each env stored them, env after env: dicts of `observations`
+    `[T + 1, ...]`, `actions`, `rewards`, `terminations` and `truncations` `[T]`.
+
+    Each ring is read from its oldest slot to its newest. An episode ends at a step that
+    terminated or was truncated; a stretch cut by the ring (its start overwritten) begins where
+    the ring does, and an episode still running when it was stored last (at the newest slot, or
+    where a resumed run restarted its envs) ends there, marked truncated: a cut of the data,
+    after which bootstrapping from the last observation is right, as after a time limit. Frame
+    stacks (Atari) are not rebuilt: such a memory is refused (ValueError)."""
+    import numpy as np
+
+    if buffer.frame_stack > 1:
+        raise ValueError("a replay memory of stacked frames is not exported")
+    arrays = {
+        name: np.asarray(getattr(buffer, name))
+        for name in ("frames", "action", "reward", "terminated", "truncated", "acted")
+    }
+    head, filled = np.asarray(buffer.head), np.asarray(buffer.filled)
+    capacity = arrays["frames"].shape[1]
+    episodes: list[dict[str, Any]] = []
+    for e in range(arrays["frames"].shape[0]):
+        ring = {name: x[e] for name, x in arrays.items()}
+        if filled[e] < capacity:
+            order = np.arange(int(filled[e]))
+        else:  # the oldest slot follows the newest
+            order = (int(head[e]) + 1 + np.arange(capacity)) % capacity
+        steps: list[int] = []
+        for slot in map(int, order):
+            if not ring["acted"][slot]:  # a final observation, or the newest one: the next
+                _close(ring, steps, slot, True, episodes)  # observation of the steps so far
+            else:
+                steps.append(slot)
+                if ring["terminated"][slot] or ring["truncated"][slot]:
+                    _close(ring, steps, (slot + 1) % capacity, False, episodes)
+    return episodes
+
+
+def _close(
+    ring: dict[str, Any], steps: list[int], last: int, cut: bool, out: list[dict[str, Any]]
+) -> None:
+    """Append the slots `steps` of one ring as an episode whose last next observation is in slot
+    `last` (marked truncated where `cut`), and empty `steps`."""
+    import numpy as np
+
+    if not steps:
+        return
+    truncations = ring["truncated"][steps].copy()
+    truncations[-1] |= cut
+    out.append(
+        {
+            "observations": np.concatenate([ring["frames"][steps], ring["frames"][last][None]]),
+            "actions": ring["action"][steps],
+            "rewards": ring["reward"][steps],
+            "terminations": ring["terminated"][steps].copy(),
+            "truncations": truncations,
+        }
+    )
+    steps.clear()

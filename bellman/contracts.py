@@ -387,12 +387,15 @@ class EvolutionAlgorithm(Algorithm, Protocol):
 
 class DataStats(NamedTuple):
     """What an offline algorithm may take from its dataset before learning: the observations'
-    per-feature mean and standard deviation `[F]` (of `nets.obs_features`), and the dataset's
-    size."""
+    per-feature mean and standard deviation `[F]` (of `nets.obs_features`), the dataset's size,
+    and the lowest and highest undiscounted return of its episodes (IQL scales rewards by
+    1000 / (max - min) on locomotion)."""
 
     obs_mean: jax.Array
     obs_std: jax.Array
     size: jax.Array
+    min_return: jax.Array
+    max_return: jax.Array
 
 
 @runtime_checkable

@@ -275,6 +275,7 @@ def write(
     ref_max_score: float,
     algorithm_name: str,
     description: str,
+    reference_episodes: int = 100,
 ) -> Path:
     """Write `episodes` as a new Minari dataset at `out` (see `dataset_id_for`) with Minari's
     `create_dataset_from_buffers`; returns its directory."""
@@ -316,15 +317,19 @@ def write(
             description=description,
             data_format="hdf5",
         )
-    record_references(written, ref_min_score, ref_max_score, len(episodes))
+    record_references(written, ref_min_score, ref_max_score, reference_episodes)
     return target
 
 
 def record_references(dataset: Any, ref_min: float, ref_max: float, episodes: int) -> None:
-    """The reference returns in a new dataset's metadata (Minari records them only with an env
-    it can make for evaluation)."""
+    """The reference returns, each the mean over `episodes` episodes, in a new dataset's
+    metadata (Minari records them only with an env it can make for evaluation)."""
     dataset.storage.update_metadata(
-        {"ref_min_score": float(ref_min), "ref_max_score": float(ref_max)}
+        {
+            "ref_min_score": float(ref_min),
+            "ref_max_score": float(ref_max),
+            "num_episodes_average_score": int(episodes),
+        }
     )
 
 

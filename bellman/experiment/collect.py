@@ -149,11 +149,39 @@ def collect(
     )
     ref_min = float(random_returns(env.make_gym, reference_episodes, seed + 1_000_003).mean())
 
+    if replay:
+        episodes_read = replay_episodes(run_dir, seed_index, trust_env)
+        if not episodes_read:
+            raise RunDirError(f"the replay memory of {run_dir} holds no transition yet")
+        written = datasets.write(
+            target,
+            [datasets.Episode(**e) for e in episodes_read],
+            observation_space=(gym_twin := env.make_gym()).observation_space,
+            action_space=gym_twin.action_space,
+            env_id=env.id if _registered(env.id) else None,
+            ref_min_score=ref_min,
+            ref_max_score=ref_max,
+            algorithm_name=f"bellman {trained.info.name}",
+            reference_episodes=reference_episodes,
+            description=(
+                f"the replay memory of seed {seed_index} of {trained.run_dir.path} at its "
+                f"checkpoint of update {trained.update:,}: every transition it held, in episodes"
+            ),
+        )
+        gym_twin.close()
+        returns = [float(np.sum(e["rewards"], dtype=np.float64)) for e in episodes_read]
+        return Collected(
+            path=written,
+            dataset_id=dataset_id,
+            episodes=len(episodes_read),
+            steps=sum(len(e["rewards"]) for e in episodes_read),
+            mean_return=float(np.mean(returns)),
+            ref_min_score=ref_min,
+            ref_max_score=ref_max,
+        )
     rng = np.random.default_rng(seed)
     gym_env = env.make_gym()
     gym_env.action_space.seed(seed)
-    if replay:
-        raise ConfigError("--replay is not available yet")
     with datasets.datasets_root(target.parent), datasets._quiet():
         collector = minari.DataCollector(gym_env, record_infos=False)
         returns = []
@@ -204,6 +232,44 @@ def collect(
         ref_min_score=ref_min,
         ref_max_score=ref_max,
     )
+
+
+def replay_episodes(run_dir: str | Path, seed_index: int, trust_env: bool) -> list[dict]:
+    """The episodes in the replay memory of one seed of an off-policy run, at its newest intact
+    checkpoint (`buffers.to_episodes`)."""
+    from bellman import buffers
+    from bellman.experiment import checkpoint as ckpt
+    from bellman.experiment.policy import finite_algo, read_saved
+    from bellman.experiment.rundir import RunDir
+    from bellman.experiment.settings import resolve_env
+    from bellman.runners.offpolicy import CompiledOffPolicy
+    from bellman.runners.offpolicy_host import HostOffPolicy
+
+    rd = RunDir.open(cfg.as_path("run_dir", run_dir))
+    saved = read_saved(rd, trust_env)
+    if saved.info.family != "off_policy":
+        raise ConfigError(
+            f"--replay reads the replay memory of an off-policy run (dqn, ddpg, td3, sac, ...); "
+            f"{rd.path} is a {saved.info.name} run"
+        )
+    _, resolved = resolve_env(saved.settings, rd.config["backend"], None)
+    s, plan, module = saved.settings, saved.plan, saved.info.module
+    common = (s.seeds, s.seed, plan.total_updates, plan.chunk_updates)
+    if resolved.backend == "compiled":
+        assert resolved.jax_env is not None
+        runner: Any = CompiledOffPolicy(module, [saved.config], resolved.jax_env, *common)
+    else:
+        runner = HostOffPolicy(module, saved.config, resolved, *common)
+    try:
+        templates = runner.checkpoint_templates()
+    finally:
+        runner.close()
+    loaded = ckpt.load_newest(rd.checkpoints, templates, check=finite_algo)
+    memory = jax.tree.map(lambda x: np.asarray(x[seed_index]), loaded.parts["runner"].buffer)
+    try:
+        return buffers.to_episodes(memory)
+    except ValueError as exc:
+        raise ConfigError(f"--replay: {exc} ({rd.path} learns from stacked frames)") from None
 
 
 def _registered(env_id: str) -> bool:

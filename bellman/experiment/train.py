@@ -208,8 +208,8 @@ class Trainer:
         """An offline algorithm's dataset, as its programs read it."""
         if self.info.family == "offline":  # learning is a program of its own, whatever the env
             assert settings.dataset is not None
-            transitions = datasets.read(settings.dataset).transitions
-            self.data = offline_data(transitions, resolved.spec)
+            data = datasets.read(settings.dataset)
+            self.data = offline_data(data.transitions, resolved.spec, data.episode_returns)
             self.build(self.configs)
         elif resolved.backend == "compiled":
             self.build(self.configs)

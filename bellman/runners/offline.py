@@ -45,10 +45,10 @@ class OfflineData(struct.PyTreeNode):
     stats: DataStats
 
 
-def offline_data(transitions: Any, spec: EnvSpec) -> OfflineData:
+def offline_data(transitions: Any, spec: EnvSpec, episode_returns: Any) -> OfflineData:
     """The program's view of a dataset's transitions (`bellman.datasets.Transitions`):
     observations as the env's dtype, discrete actions as int32, continuous ones as float32, and
-    the observations' feature statistics."""
+    the statistics (`DataStats`) of the observations and of the episodes' returns `[episodes]`."""
     obs = np.asarray(transitions.obs).astype(spec.obs_dtype, copy=False)
     next_obs = np.asarray(transitions.next_obs).astype(spec.obs_dtype, copy=False)
     discrete = isinstance(spec.action_space, Discrete)
@@ -58,6 +58,8 @@ def offline_data(transitions: Any, spec: EnvSpec) -> OfflineData:
         obs_mean=jnp.asarray(features.mean(axis=0), jnp.float32),
         obs_std=jnp.asarray(features.std(axis=0), jnp.float32),
         size=jnp.asarray(len(obs), jnp.int32),
+        min_return=jnp.asarray(np.min(episode_returns), jnp.float32),
+        max_return=jnp.asarray(np.max(episode_returns), jnp.float32),
     )
     return OfflineData(
         obs=jnp.asarray(obs),
