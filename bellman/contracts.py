@@ -18,6 +18,10 @@ and the registry entry (`AlgoInfo`).
   (`runners.evolution`), no gradients: evolution strategies (OpenES, CMA-ES, ARS, ...);
 - offline, `OfflineAlgorithm`: sample a minibatch of a fixed dataset -> learn (`runners.offline`),
   no env steps, its config an `OfflineLoop`: behaviour cloning, TD3+BC, CQL, IQL;
+- dagger, `LearnsFromData`: play a mixture of learner and expert -> the expert labels the states
+  -> aggregate -> learn (`runners.dagger`): DAgger;
+- adversarial, `AdversarialAlgorithm`: rollout -> learn with the expert's demonstrations at hand
+  (`runners.adversarial`): GAIL;
 - planning, `PlanningAlgorithm`: `bellman solve` (`experiment.solve`): dynamic programming
   (`algos.dp`).
 
@@ -399,15 +403,9 @@ class DataStats(NamedTuple):
 
 
 @runtime_checkable
-class OfflineAlgorithm(Algorithm, Protocol):
-    """Learns from a fixed dataset of transitions (`runners.offline`): behaviour cloning,
-    TD3+BC, CQL, IQL. Each update samples a minibatch uniformly from the dataset (a `Batch`,
-    `discount` = gamma (1 - terminated): a truncated episode still bootstraps)."""
-
-    @property
-    def Config(self) -> type[OfflineLoop]:
-        """Its settings: an `OfflineLoop` with the algorithm's own fields."""
-        ...
+class LearnsFromData(Algorithm, Protocol):
+    """Learns from minibatches of data it did not choose: the offline algorithms, and DAgger's
+    learner (`runners.dagger`), whose data are states labelled by an expert."""
 
     def prepare(self, config: Any, spec: EnvSpec, state: Any, stats: DataStats) -> Any:
         """The fresh state given the dataset's statistics (TD3+BC normalises observations with
@@ -417,7 +415,47 @@ class OfflineAlgorithm(Algorithm, Protocol):
     def learn(
         self, config: Any, spec: EnvSpec, state: Any, batch: Batch, key: jax.Array
     ) -> tuple[Any, dict[str, jax.Array]]:
-        """One gradient step on a minibatch of the dataset: the new state and metrics."""
+        """One gradient step on a minibatch of the data: the new state and metrics."""
+        ...
+
+
+@runtime_checkable
+class OfflineAlgorithm(LearnsFromData, Protocol):
+    """Learns from a fixed dataset of transitions (`runners.offline`): behaviour cloning,
+    TD3+BC, CQL, IQL. Each update samples a minibatch uniformly from the dataset (a `Batch`,
+    `discount` = gamma (1 - terminated): a truncated episode still bootstraps)."""
+
+    @property
+    def Config(self) -> type[OfflineLoop]:
+        """Its settings: an `OfflineLoop` with the algorithm's own fields."""
+        ...
+
+
+@runtime_checkable
+class AdversarialAlgorithm(Algorithm, Protocol):
+    """Imitation by an adversary (`runners.adversarial`): the on-policy loop's rollouts, learned
+    from with the expert's demonstrations at hand (GAIL)."""
+
+    def act(
+        self, config: Any, spec: EnvSpec, state: Any, obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, Any]:
+        """Actions for `[B]` observations, and what the rollout keeps from acting."""
+        ...
+
+    @property
+    def EPISODIC(self) -> bool:
+        """As the on-policy algorithms' (`OnPolicyAlgorithm.EPISODIC`)."""
+        ...
+
+    def prepare(self, config: Any, spec: EnvSpec, state: Any, stats: DataStats) -> Any:
+        """The fresh state given the demonstrations' statistics."""
+        ...
+
+    def learn(
+        self, config: Any, spec: EnvSpec, state: Any, rollout: Rollout, key: jax.Array, demos: Any
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """One update from a rollout `[T, B]` and the demonstrations (`[N, ...]` arrays `obs`
+        and `action`): the new state and metrics."""
         ...
 
 
@@ -455,7 +493,16 @@ class PlanningAlgorithm(Protocol):
 
 
 Family = Literal[
-    "on_policy", "tabular", "off_policy", "self_play", "unroll", "control", "evolution", "offline"
+    "on_policy",
+    "tabular",
+    "off_policy",
+    "self_play",
+    "unroll",
+    "control",
+    "evolution",
+    "offline",
+    "dagger",
+    "adversarial",
 ]
 
 PROTOCOLS: dict[Family, type] = {
@@ -467,6 +514,8 @@ PROTOCOLS: dict[Family, type] = {
     "control": ControlAlgorithm,
     "evolution": EvolutionAlgorithm,
     "offline": OfflineAlgorithm,
+    "dagger": LearnsFromData,
+    "adversarial": AdversarialAlgorithm,
 }
 """The protocol the module of each registered family satisfies."""
 
@@ -602,7 +651,7 @@ class AlgoInfo:
     """Its protocol, and so its runners: the off-policy ones for `off_policy`, the on-policy ones
     for `on_policy` and `tabular`, the self-play one for `self_play`, the unroll one for
     `unroll`, the control one for `control`, the evolution one for `evolution`, the offline one
-    for `offline`."""
+    for `offline`, the DAgger one for `dagger`, the adversarial one for `adversarial`."""
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     """Config fields this name presets (e.g. `sarsa` is the tabular module with method=sarsa)."""

@@ -57,6 +57,8 @@ PEER_VENVS = {
         ["mbrl==0.2.0"],
         ["hydra-core==1.3.2", "omegaconf==2.3.0", "numpy<2"],
     ],
+    # d3rlpy 2.8.1 pins gymnasium 1.0.0 (and asks for the old gym package)
+    "d3rlpy": [["torch==2.13.0"], ["d3rlpy==2.8.1"]],
 }
 
 

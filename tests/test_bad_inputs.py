@@ -544,6 +544,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mbpo": {"model_hidden_sizes": (64, 32), "rollout_length": 3, "real_ratio": 0.5},
     "es": {"strategy": "ars", "hidden_sizes": (), "top_directions": 4, "population": 64},
     "bc": {"learning_rate": 1e-4, "hidden_sizes": (64,), "normalize_obs": False, "batch_size": 64},
+    "dagger": {"beta": 0.5, "beta_decay": 0.9, "num_envs": 2, "aggregate_size": 1000},
+    "gail": {"disc_hidden_sizes": (32,), "reward": "logit", "disc_steps": 2},
+    "td3bc": {"alpha": 10.0, "policy_delay": 1, "hidden_sizes": (64, 64)},
+    "cql": {"cql_alpha": 10.0, "lagrange_threshold": 5.0, "backup_entropy": True, "loss": "mse"},
+    "iql": {"expectile": 0.9, "reward_scale": "none", "beta": 10.0},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }
@@ -555,6 +560,9 @@ ENVS = {
     "mpc": "Pendulum-v1",
     "pets": "Pendulum-v1",
     "mbpo": "Pendulum-v1",
+    "td3bc": "Pendulum-v1",
+    "cql": "Pendulum-v1",
+    "iql": "Pendulum-v1",
 }
 
 

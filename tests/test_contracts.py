@@ -83,6 +83,8 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
     elif info.family == "offline":
         assert issubclass(module.Config, OfflineLoop)
         assert module.Config().num_envs == module.Config().num_steps == 1  # an update a step
+    elif info.family == "dagger":
+        assert module.Config().num_envs * module.Config().num_steps >= 1  # a round's states
     else:
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
@@ -105,7 +107,14 @@ def test_the_families_and_their_declared_capabilities() -> None:
     assert {n for n, i in algos.ALGOS.items() if i.family == "unroll"} == {"muzero"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "control"} == {"mpc"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "evolution"} == {"es"}
-    assert {n for n, i in algos.ALGOS.items() if i.family == "offline"} == {"bc"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "offline"} == {
+        "bc",
+        "td3bc",
+        "cql",
+        "iql",
+    }
+    assert {n for n, i in algos.ALGOS.items() if i.family == "dagger"} == {"dagger"}
+    assert {n for n, i in algos.ALGOS.items() if i.family == "adversarial"} == {"gail"}
     on_policy = [i for i in algos.ALGOS.values() if i.family in ("on_policy", "tabular")]
     assert {i.name for i in on_policy if i.module.EPISODIC} == {"reinforce"}
     assert ddpg.NOISE is not None and dqn.NOISE is None and sac.NOISE is None

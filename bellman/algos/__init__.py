@@ -11,9 +11,13 @@ from bellman.algos import (
     a2c,
     alphazero,
     bc,
+    cql,
+    dagger,
     ddpg,
     dqn,
     es,
+    gail,
+    iql,
     mbpo,
     mpc,
     muzero,
@@ -22,11 +26,14 @@ from bellman.algos import (
     reinforce,
     sac,
     tabular,
+    td3bc,
 )
 from bellman.contracts import (
+    AdversarialAlgorithm,
     AlgoInfo,
     ControlAlgorithm,
     EvolutionAlgorithm,
+    LearnsFromData,
     OfflineAlgorithm,
     OffPolicyAlgorithm,
     OnPolicyAlgorithm,
@@ -38,8 +45,10 @@ from bellman.errors import ConfigError, UnknownNameError, closest
 from bellman.presets import Presets
 
 __all__ = [
+    "ADVERSARIAL",
     "ALGOS",
     "CONTROL",
+    "DAGGER",
     "EVOLUTION",
     "OFFLINE",
     "OFF_POLICY",
@@ -60,7 +69,9 @@ SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
 EVOLUTION: tuple[EvolutionAlgorithm, ...] = (es,)
-OFFLINE: tuple[OfflineAlgorithm, ...] = (bc,)
+OFFLINE: tuple[OfflineAlgorithm, ...] = (bc, td3bc, cql, iql)
+DAGGER: tuple[LearnsFromData, ...] = (dagger,)
+ADVERSARIAL: tuple[AdversarialAlgorithm, ...] = (gail,)
 
 
 def _tabular(method: str, summary: str, **defaults: object) -> AlgoInfo:
@@ -181,6 +192,41 @@ ALGOS: dict[str, AlgoInfo] = {
         "offline",
         "behaviour cloning: supervised learning of a dataset's actions (cross-entropy or mean "
         "squared error)",
+    ),
+    "td3bc": AlgoInfo(
+        "td3bc",
+        td3bc,
+        "offline",
+        "TD3+BC (Fujimoto & Gu, 2021): TD3 with a behaviour-cloning term in the actor's loss, "
+        "normalised observations",
+    ),
+    "cql": AlgoInfo(
+        "cql",
+        cql,
+        "offline",
+        "Conservative Q-Learning (Kumar et al., 2020): SAC (continuous) or DQN (discrete) with "
+        "a penalty pushing down Q off the data",
+    ),
+    "iql": AlgoInfo(
+        "iql",
+        iql,
+        "offline",
+        "Implicit Q-Learning (Kostrikov et al., 2022): expectile regression of V, Q from V(s'), "
+        "advantage-weighted regression of the policy",
+    ),
+    "dagger": AlgoInfo(
+        "dagger",
+        dagger,
+        "dagger",
+        "DAgger (Ross et al., 2011): behaviour cloning on the learner's own states, labelled by "
+        "an expert run queried online",
+    ),
+    "gail": AlgoInfo(
+        "gail",
+        gail,
+        "adversarial",
+        "GAIL (Ho & Ermon, 2016): PPO rewarded by a discriminator of the expert's state-action "
+        "pairs from its own, never by the env",
     ),
     "q-learning": _tabular("q-learning", "tabular Q-learning, epsilon-greedy (Watkins, 1989)"),
     "sarsa": _tabular("sarsa", "tabular SARSA, on-policy TD control (Rummery & Niranjan, 1994)"),

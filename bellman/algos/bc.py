@@ -10,7 +10,9 @@ The algorithm, as the offline runner drives it:
                             (offset + scale tanh(.) for a bounded box)           -> `loss`
 
 The classification loss is the negative log-likelihood of a categorical policy; the regression
-loss is that of a Gaussian with a fixed variance, as in CORL's BC (a deterministic tanh actor).
+loss is that of a Gaussian with a fixed variance (a deterministic tanh actor, as CORL's BC),
+summed over the action's dimensions (CORL averages them: under Adam the scale changes nothing
+but the logged loss).
 Observations are standardised by the dataset's statistics (`normalize_obs`). `greedy` is the
 argmax or mu(s). DAgger (`algos.dagger`) takes the same network and loss.
 """

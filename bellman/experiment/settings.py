@@ -76,9 +76,12 @@ class RunSettings:
     function of module:attr, jumanji.make for jumanji:<id>), as key=value,..., a JSON object or a
     .json file holding one; recorded as JSON."""
     dataset: str | None = None
-    """The offline algorithms' data (bc, td3bc, cql, iql): a Minari dataset's directory (made by
-    bellman collect) or its name under ./datasets or $MINARI_DATASETS_PATH; recorded as its full
-    path."""
+    """The offline algorithms' data (bc, td3bc, cql, iql; dagger's demonstrations, optional): a
+    Minari dataset's directory (made by bellman collect) or its name under ./datasets or
+    $MINARI_DATASETS_PATH; recorded as its full path."""
+    expert: str | None = None
+    """dagger's expert: a trained run directory on the same env (compiled backend), whose greedy
+    policy (its seed 0's) labels the states the learner visits; recorded as its full path."""
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""

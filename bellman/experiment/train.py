@@ -42,6 +42,7 @@ import numpy as np
 from bellman import algos, datasets, jax_setup, stats
 from bellman import config as cfg
 from bellman import mdp as mdp_lib
+from bellman.contracts import DataStats
 from bellman.envs import games, registry
 from bellman.errors import (
     BellmanError,
@@ -56,13 +57,16 @@ from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.callbacks import Callback, Chunk, check_callbacks, stop_reason
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
-from bellman.experiment.policy import SavedRun, finite_algo, read_saved
+from bellman.experiment.policy import SavedRun, finite_algo, open_run, read_saved
 from bellman.experiment.progress import TrainingProgress
 from bellman.experiment.rundir import CURVE, RunDir, write_json
 from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
 from bellman.experiment.value_plots import value_curves, value_map
+from bellman.nets import obs_features
+from bellman.runners.adversarial import CompiledAdversarial
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.control import CompiledControl, ControlEvaluator
+from bellman.runners.dagger import CompiledDagger, DaggerData, Expert
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.evolution import CompiledEvolution
 from bellman.runners.evolution_host import HostEvolution
@@ -204,9 +208,18 @@ class Trainer:
         (`shrink`)."""
         self.runner: Runner
         self.evaluator: JaxEvaluator | GameEvaluator | None = None
-        self.data: OfflineData | None = None
-        """An offline algorithm's dataset, as its programs read it."""
+        self.data: OfflineData | DaggerData | None = None
+        """An offline algorithm's dataset, or DAgger's expert and demonstrations, as the
+        programs read them."""
         if self.info.family == "offline":  # learning is a program of its own, whatever the env
+            assert settings.dataset is not None
+            data = datasets.read(settings.dataset)
+            self.data = offline_data(data.transitions, resolved.spec, data.episode_returns)
+            self.build(self.configs)
+        elif self.info.family == "dagger":
+            self.data = dagger_data(settings, resolved)
+            self.build(self.configs)
+        elif self.info.family == "adversarial":
             assert settings.dataset is not None
             data = datasets.read(settings.dataset)
             self.data = offline_data(data.transitions, resolved.spec, data.episode_returns)
@@ -226,7 +239,7 @@ class Trainer:
         common = (s.seeds, s.seed, self.plan.total_updates, self.plan.chunk_updates)
         module = self.info.module
         if self.info.family == "offline":
-            assert self.data is not None
+            assert isinstance(self.data, OfflineData)
             learner = env if env is not None else SpecOnly(self.env.spec, self.env.id)
             self.runner = CompiledOffline(
                 module, configs, learner, *common, s.first_seed, data=self.data
@@ -235,6 +248,19 @@ class Trainer:
                 self.evaluator = JaxEvaluator(module, configs, env, s.eval_episodes, s.seeds)
             return
         assert env is not None
+        if self.info.family in ("dagger", "adversarial"):
+            if self.info.family == "dagger":
+                assert isinstance(self.data, DaggerData)
+                self.runner = CompiledDagger(
+                    module, configs, env, *common, s.first_seed, data=self.data
+                )
+            else:
+                assert isinstance(self.data, OfflineData)
+                self.runner = CompiledAdversarial(
+                    module, configs, env, *common, s.first_seed, data=self.data
+                )
+            self.evaluator = JaxEvaluator(module, configs, env, s.eval_episodes, s.seeds)
+            return
         if self.info.family == "self_play":
             assert isinstance(env, games.GameEnv)
             self.runner = CompiledSelfPlay(module, configs, env, *common, s.first_seed)
@@ -732,21 +758,97 @@ def check_dataset(
     """An offline algorithm needs a dataset whose spaces are the env's, and only an offline
     algorithm takes one; the settings record the dataset's full path (for a resume)."""
     names = ", ".join(n for n, i in algos.ALGOS.items() if i.family == "offline")
-    if info.family != "offline":
+    if info.family == "dagger":
+        return check_expert(info, settings, resolved)
+    if settings.expert is not None:
+        raise ConfigError(
+            f"--expert is dagger's (the run that labels its states), not {info.name}'s"
+        )
+    if info.family == "adversarial" and resolved.backend != "compiled":
+        raise EnvError(
+            f"{info.name} runs on the compiled backend, with JAX envs; {resolved.id} runs on "
+            f"{resolved.backend}"
+        )
+    if info.family not in ("offline", "adversarial"):
         if settings.dataset is not None:
             raise ConfigError(
                 f"{info.name} learns by acting in the env; --dataset is for the offline "
-                f"algorithms ({names})"
+                f"algorithms ({names}) and dagger's demonstrations"
             )
         return settings
     if settings.dataset is None:
         raise ConfigError(
             f"{info.name} learns from a dataset: give --dataset DIR (make one with bellman "
             "collect RUN_DIR --out DIR; bellman list datasets shows those found here)"
-        )
+        )  # (gail: the expert's demonstrations)
     data = datasets.read(settings.dataset)
     datasets.check_fits(data, resolved.spec)
     return dataclasses.replace(settings, dataset=str(data.path.resolve()))
+
+
+def check_expert(
+    info: algos.AlgoInfo, settings: RunSettings, resolved: registry.ResolvedEnv
+) -> RunSettings:
+    """DAgger needs an expert run on the same env with a policy of observations (and runs on
+    the compiled backend); its demonstrations, if any, must fit the env. The settings record
+    both as full paths."""
+    if resolved.backend != "compiled":
+        raise EnvError(
+            f"{info.name} runs on the compiled backend, with JAX envs; {resolved.id} runs on "
+            f"{resolved.backend}"
+        )
+    if settings.expert is None:
+        raise ConfigError(
+            f"{info.name} imitates an expert: give --expert RUN_DIR, a run trained on "
+            f"{resolved.id} whose greedy policy labels the states"
+        )
+    expert = open_run(settings.expert, backend="compiled")
+    if expert.info.family == "control":
+        raise ConfigError(
+            f"the expert {settings.expert} is a {expert.info.name} run, a controller with no "
+            "policy of observations to query"
+        )
+    if expert.env.spec != resolved.spec:
+        raise ConfigError(
+            f"the expert {settings.expert} was trained on {expert.env.id}, not on {resolved.id}"
+        )
+    settings = dataclasses.replace(settings, expert=str(expert.run_dir.path.resolve()))
+    if settings.dataset is not None:
+        data = datasets.read(settings.dataset)
+        datasets.check_fits(data, resolved.spec)
+        settings = dataclasses.replace(settings, dataset=str(data.path.resolve()))
+    return settings
+
+
+def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> DaggerData:
+    """DAgger's shared data: the expert's policy (its seed 0), the demonstrations of the
+    dataset (none without one) and their statistics."""
+    assert settings.expert is not None
+    trained = open_run(settings.expert, backend="compiled")
+    spec = resolved.spec
+    expert = Expert(
+        jax.tree.map(lambda x: x[0], trained.algo_state), trained.info.module, trained.config, spec
+    )
+    if settings.dataset is not None:
+        data = datasets.read(settings.dataset)
+        demos = offline_data(data.transitions, spec, data.episode_returns)
+        return DaggerData(expert, demos.obs, demos.action, demos.stats)
+    example = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
+    label = jax.eval_shape(expert.act, example)
+    size = obs_features(example, spec).shape[-1]
+    stats = DataStats(
+        obs_mean=jnp.zeros((size,), jnp.float32),
+        obs_std=jnp.ones((size,), jnp.float32),
+        size=jnp.zeros((), jnp.int32),
+        min_return=jnp.zeros((), jnp.float32),
+        max_return=jnp.zeros((), jnp.float32),
+    )
+    return DaggerData(
+        expert,
+        jnp.zeros((0, *spec.obs_shape), spec.obs_dtype),
+        jnp.zeros((0, *label.shape[1:]), label.dtype),
+        stats,
+    )
 
 
 def check_players(info: algos.AlgoInfo, resolved: registry.ResolvedEnv) -> None:
@@ -813,6 +915,7 @@ def train(
     config: Any = None,
     callbacks: Sequence[Callback] = (),
     dataset: str | Path | None = None,
+    expert: str | Path | None = None,
     **overrides: Any,
 ) -> Run:
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
@@ -845,6 +948,7 @@ def train(
             "env_params": env_params,
             "env_kwargs": env_kwargs,
             "dataset": None if dataset is None else str(dataset),
+            "expert": None if expert is None else str(expert),
         },
     )
     settings.validate()
