@@ -16,6 +16,7 @@ BELLMAN_ROOTS = {
     "dqn", "buffers", "reinforce", "a2c", "policies", "ddpg", "sac",
     "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv", "muzero", "unroll",
     "mpc", "control", "pets", "mbpo", "es", "evolution", "evolution_host",
+    "bc", "dagger", "gail", "td3bc", "cql", "iql", "datasets", "offline", "adversarial", "collect",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

@@ -1,0 +1,359 @@
+"""Learning from data: imitation and offline RL, each a `bellman` command run here; writes
+RESULTS.md's sections bc-cartpole, gail-cartpole, dagger-pendulum, offline-pendulum and
+offline-speed.
+
+    python benchmarks/offline_results.py [--only bc,gail,dagger,offline,speed] [--note "..."]
+
+Experts, datasets and runs live in benchmarks/out/offline/ (made once, reused: delete a folder
+to make it again); every figure is a normalised score, 100 (return - random) / (expert -
+random), with the reference returns each dataset records (`bellman collect`: the uniformly random
+policy's and the expert's greedy mean return over 100 episodes).
+
+- bc: PPO's expert on CartPole-v1 (bellman's defaults, 500,000 steps), 10 of its greedy
+  episodes recorded; behaviour cloning, 8 seeds.
+- gail: GAIL from the same 10 episodes, 8 seeds; the env's reward is never used.
+- dagger: SAC's expert on Pendulum-v1 (its pendulum preset); behaviour cloning on 1 to 32 of
+  its greedy episodes (200 steps each), 4 seeds each, against DAgger with no demonstrations
+  (each round 4 envs x 50 steps labelled), 4 seeds, evaluated every round: the normalised
+  score against the expert-labelled steps, and the first count at which each reaches 90.
+- offline: Pendulum-v1 datasets from SAC (expert: 50 episodes of the converged policy's
+  stochastic actions; medium: 50 of a run stopped at about a third of the expert's score;
+  medium-replay: that run's replay memory), BC, TD3+BC, CQL and IQL, 4 seeds each.
+- speed: IQL and CQL, bellman against d3rlpy 2.8.1 (PyTorch, its own venv), one seed each on
+  the Pendulum medium-replay dataset, 100,000 gradient steps: updates per second and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from run import HERE, OUT, ROOT, machine, peer_python, write_section
+
+BASE = OUT / "offline"
+BELLMAN = [sys.executable, "-m", "bellman"]
+
+
+def rel(path: Path) -> str:
+    """A path as the commands show it: relative to the repository (where they run)."""
+    return str(path.relative_to(ROOT))
+
+
+def bellman(*args: str) -> str:
+    """Run a bellman command; its stdout."""
+    result = subprocess.run([*BELLMAN, *args], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"bellman {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def train(tag: str, args: list[str], fresh: bool = True) -> dict:
+    """A `bellman train` run in BASE/tag (reused unless `fresh`): its summary and records."""
+    out = BASE / tag
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    if not (out / "summary.json").exists():
+        bellman("train", *args, "--out", rel(out), "--quiet")
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "tag": tag,
+        "command": "bellman train " + " ".join(args),
+        "wall_s": time.perf_counter() - start,
+        "summary": json.loads((out / "summary.json").read_text()),
+        "records": records,
+    }
+
+
+def collect(run: str, out: str, *args: str) -> dict:
+    """`bellman collect` (once: an existing dataset is reused); its summary."""
+    target = BASE / "datasets" / f"{out}-v0"
+    if not target.exists():
+        bellman("collect", rel(BASE / run), "--out", rel(target), *args, "--json")
+    from bellman import datasets
+
+    data = datasets.read(target)
+    return {
+        "path": rel(target),
+        "episodes": data.episodes,
+        "steps": len(data.transitions),
+        "ref_min": data.ref_min_score,
+        "ref_max": data.ref_max_score,
+        "score": float(data.normalized(data.episode_returns).mean()),
+    }
+
+
+def score(run: dict, dataset: dict) -> np.ndarray:
+    """The final normalised score of each seed."""
+    returns = np.asarray(run["summary"]["final_return_per_seed"])
+    return 100 * (returns - dataset["ref_min"]) / (dataset["ref_max"] - dataset["ref_min"])
+
+
+def interval(values: np.ndarray) -> str:
+    """Mean and a 95% bootstrap interval of the mean over seeds."""
+    rng = np.random.default_rng(0)
+    means = rng.choice(values, (10_000, len(values))).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return f"{values.mean():.1f} [{low:.1f}, {high:.1f}]"
+
+
+def cartpole_expert() -> dict:
+    train("ppo-cartpole-expert", ["ppo", "--env", "CartPole-v1", "--evals", "0"], fresh=False)
+    return collect("ppo-cartpole-expert", "cartpole-expert-10", "--episodes", "10")
+
+
+def bc(note: str, meta: dict) -> dict:
+    data = cartpole_expert()
+    run = train(
+        "bc-cartpole",
+        ["bc", "--env", "CartPole-v1", "--dataset", data["path"], "--seeds", "8", "--steps",
+         "20000", "--evals", "10", "--eval-episodes", "20"],
+    )  # fmt: skip
+    scores = score(run, data)
+    lines = [note, ""] if note else []
+    lines += [
+        f"PPO's expert (`bellman train ppo --env CartPole-v1`, bellman's defaults) recorded for "
+        f"10 greedy episodes ({data['steps']:,} steps) with `bellman collect`; reference returns "
+        f"{data['ref_min']:.1f} (random) and {data['ref_max']:.1f} (the expert, 100 episodes).",
+        "",
+        "| command | normalised score per seed | mean [95% interval] | wall s |",
+        "|---|---|---:|---:|",
+        f"| `{run['command']}` | {', '.join(f'{s:.1f}' for s in scores)} | "
+        f"{interval(scores)} | {run['summary']['wall_s']:.1f} |",
+        "",
+        f"- Target: a normalised score >= 95 over 8 seeds: "
+        f"{'met' if scores.mean() >= 95 else 'not met'} ({scores.mean():.1f}).",
+    ]
+    write_section("bc-cartpole", "\n".join(lines), meta, "python benchmarks/offline_results.py")
+    return {"dataset": data, "run": run, "scores": scores.tolist()}
+
+
+def gail(note: str, meta: dict) -> dict:
+    data = cartpole_expert()
+    run = train(
+        "gail-cartpole",
+        ["gail", "--env", "CartPole-v1", "--dataset", data["path"], "--seeds", "8", "--steps",
+         "300000", "--evals", "10", "--eval-episodes", "20"],
+    )  # fmt: skip
+    scores = score(run, data)
+    curve = [
+        (r["step"], float(np.mean(100 * (np.asarray(r["eval_return"]) - data["ref_min"])
+                                  / (data["ref_max"] - data["ref_min"]))))
+        for r in run["records"] if "eval_return" in r
+    ]  # fmt: skip
+    lines = [note, ""] if note else []
+    lines += [
+        "GAIL (PPO's defaults as the learner, the discriminator's reward -log(1 - D)) from the "
+        "10 expert episodes of bc-cartpole; the env's reward is never seen by the learner.",
+        "",
+        "| command | normalised score per seed | mean [95% interval] | wall s |",
+        "|---|---|---:|---:|",
+        f"| `{run['command']}` | {', '.join(f'{s:.1f}' for s in scores)} | "
+        f"{interval(scores)} | {run['summary']['wall_s']:.1f} |",
+        "",
+        "| env steps | " + " | ".join(f"{s:,}" for s, _ in curve) + " |",
+        "|---|" + "---:|" * len(curve),
+        "| normalised, mean of 8 | " + " | ".join(f"{v:.1f}" for _, v in curve) + " |",
+        "",
+        f"- Target: >= 90 without rewards: {'met' if scores.mean() >= 90 else 'not met'} "
+        f"({scores.mean():.1f}).",
+    ]
+    write_section("gail-cartpole", "\n".join(lines), meta, "python benchmarks/offline_results.py")
+    return {"run": run, "scores": scores.tolist(), "curve": curve}
+
+
+PENDULUM_EXPERT = ["sac", "--env", "Pendulum-v1", "--steps", "20000", "--evals", "0"]
+
+
+def dagger(note: str, meta: dict) -> dict:
+    train("sac-pendulum-expert", PENDULUM_EXPERT, fresh=False)
+    bc_rows = []
+    for k in (1, 2, 4, 8, 16, 32):
+        data = collect("sac-pendulum-expert", f"pendulum-expert-{k}", "--episodes", str(k))
+        run = train(
+            f"bc-pendulum-{k}",
+            ["bc", "--env", "Pendulum-v1", "--dataset", data["path"], "--seeds", "4", "--steps",
+             "20000", "--evals", "0"],
+        )  # fmt: skip
+        bc_rows.append({"labels": data["steps"], "scores": score(run, data).tolist()})
+    ref = collect("sac-pendulum-expert", "pendulum-expert-1", "--episodes", "1")
+    expert = rel(BASE / "sac-pendulum-expert")
+    run = train(
+        "dagger-pendulum",
+        ["dagger", "--env", "Pendulum-v1", "--expert", expert, "--seeds", "4", "--steps",
+         "6400", "--num-envs", "4", "--num-steps", "50", "--gradient-steps", "500",
+         "--evals", "31", "--eval-episodes", "20"],
+    )  # fmt: skip
+    dagger_curve = [
+        (int(r["step"]), float(np.mean(100 * (np.asarray(r["eval_return"]) - ref["ref_min"])
+                                       / (ref["ref_max"] - ref["ref_min"]))))
+        for r in run["records"] if "eval_return" in r
+    ]  # fmt: skip
+    bc_first = next((r["labels"] for r in bc_rows if np.mean(r["scores"]) >= 90), None)
+    dagger_first = next((s for s, v in dagger_curve if v >= 90), None)
+    lines = [note, ""] if note else []
+    lines += [
+        f"SAC's expert on Pendulum-v1 (`bellman train {' '.join(PENDULUM_EXPERT)}`); reference "
+        f"returns {ref['ref_min']:.1f} (random) and {ref['ref_max']:.1f} (the expert). Behaviour "
+        "cloning learns from k of the expert's greedy episodes (`bellman collect --episodes k`, "
+        "20,000 gradient steps, 4 seeds); DAgger (`bellman train dagger --expert`, no "
+        "demonstrations, each round 4 envs x 50 steps labelled by the expert, 500 cloning "
+        "steps, 4 seeds) is evaluated after every round. Expert-labelled steps: the dataset's "
+        "steps for BC, every state played for DAgger.",
+        "",
+        "| expert-labelled steps | BC: normalised, mean [95% interval] |",
+        "|---:|---:|",
+        *[f"| {r['labels']:,} | {interval(np.asarray(r['scores']))} |" for r in bc_rows],
+        "",
+        "| expert-labelled steps | " + " | ".join(f"{s:,}" for s, _ in dagger_curve) + " |",
+        "|---|" + "---:|" * len(dagger_curve),
+        "| DAgger: normalised, mean of 4 | "
+        + " | ".join(f"{v:.1f}" for _, v in dagger_curve)
+        + " |",
+        "",
+        f"- First reaching 90: BC at {bc_first or 'none of the sizes'} labelled steps, DAgger at "
+        f"{dagger_first or 'none'}"
+        + (
+            f" ({dagger_first / bc_first:.2f} of BC's; target at most 0.25)."
+            if bc_first and dagger_first
+            else "."
+        ),
+    ]
+    write_section("dagger-pendulum", "\n".join(lines), meta, "python benchmarks/offline_results.py")
+    return {"bc": bc_rows, "dagger": dagger_curve, "bc_first": bc_first,
+            "dagger_first": dagger_first}  # fmt: skip
+
+
+PENDULUM_MEDIUM_STEPS = 3000
+"""SAC's steps on Pendulum-v1 to a medium policy (about a third of the expert's score)."""
+
+
+def offline(note: str, meta: dict) -> dict:
+    train("sac-pendulum-expert", PENDULUM_EXPERT, fresh=False)
+    train(
+        "sac-pendulum-medium",
+        ["sac", "--env", "Pendulum-v1", "--steps", str(PENDULUM_MEDIUM_STEPS), "--evals", "0",
+         "--preset", "pendulum"],
+        fresh=False,
+    )  # fmt: skip
+    expert = rel(BASE / "sac-pendulum-expert")
+    sets = {
+        "expert": collect("sac-pendulum-expert", "pendulum-expert", "--episodes", "50",
+                          "--stochastic"),
+        "medium": collect("sac-pendulum-medium", "pendulum-medium", "--episodes", "50",
+                          "--stochastic", "--expert", expert),
+        "medium-replay": collect("sac-pendulum-medium", "pendulum-medium-replay", "--replay",
+                                 "--expert", expert),
+    }  # fmt: skip
+    algos = ("bc", "td3bc", "cql", "iql")
+    table: dict[str, dict[str, list[float]]] = {}
+    for name, data in sets.items():
+        table[name] = {}
+        for algo in algos:
+            run = train(
+                f"{algo}-pendulum-{name}",
+                [algo, "--env", "Pendulum-v1", "--dataset", data["path"], "--seeds", "4",
+                 "--steps", "50000", "--evals", "0", "--eval-episodes", "20"],
+            )  # fmt: skip
+            table[name][algo] = score(run, data).tolist()
+    lines = [note, ""] if note else []
+    lines += [
+        "Pendulum-v1 datasets from bellman's SAC (`bellman collect`): expert, 50 stochastic "
+        f"episodes of the converged run ({PENDULUM_EXPERT[4]} steps); medium, 50 stochastic "
+        f"episodes of a run stopped at {PENDULUM_MEDIUM_STEPS:,} steps; medium-replay, that "
+        "run's replay memory (`--replay`). Each algorithm: 50,000 gradient steps, 4 seeds, its "
+        "defaults; the final normalised score, mean [95% bootstrap interval].",
+        "",
+        "| dataset (episodes, steps, its own score) | " + " | ".join(algos) + " |",
+        "|---|" + "---:|" * len(algos),
+    ]
+    for name, data in sets.items():
+        cells = [interval(np.asarray(table[name][a])) for a in algos]
+        lines.append(
+            f"| {name} ({data['episodes']}, {data['steps']:,}, {data['score']:.1f}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    write_section(
+        "offline-pendulum", "\n".join(lines), meta, "python benchmarks/offline_results.py"
+    )
+    return {"datasets": sets, "table": table}
+
+
+SPEED_STEPS = 100_000
+
+
+def speed(note: str, meta: dict) -> dict:
+    data = BASE / "datasets" / "pendulum-medium-replay-v0"
+    if not data.exists():
+        raise SystemExit("run the offline workload first: it makes the dataset")
+    rows = []
+    for algo in ("iql", "cql"):
+        run = train(
+            f"speed-{algo}",
+            [algo, "--env", "Pendulum-v1", "--dataset", rel(data), "--steps", str(SPEED_STEPS),
+             "--evals", "0", "--eval-episodes", "1", "--log-every", "10000"],
+        )  # fmt: skip
+        s = run["summary"]
+        rows.append(
+            {"library": "bellman", "algo": algo, "updates_per_s": s["steps_per_s"],
+             "train_s": s["train_s"], "wall_s": run["wall_s"]}
+        )  # fmt: skip
+        start = time.perf_counter()
+        result = subprocess.run(
+            [peer_python("d3rlpy"), str(HERE / "peers" / "d3rlpy_offline.py"), algo, str(data),
+             str(SPEED_STEPS)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        peer = json.loads(result.stdout.strip().splitlines()[-1])
+        rows.append(
+            {"library": "d3rlpy 2.8.1", "algo": algo, "updates_per_s": peer["updates_per_s"],
+             "train_s": peer["train_s"], "wall_s": time.perf_counter() - start}
+        )  # fmt: skip
+    lines = [note, ""] if note else []
+    lines += [
+        f"One seed of each, {SPEED_STEPS:,} gradient steps on the Pendulum-v1 medium-replay "
+        "dataset (batch 256, each library's defaults for the networks), one process after the "
+        "other; updates/s over the training loop alone (bellman: its chunks, compile excluded; "
+        "d3rlpy: its `fit` call), wall s the whole process.",
+        "",
+        "| algorithm | library | updates/s | training s | whole process s |",
+        "|---|---|---:|---:|---:|",
+        *[
+            f"| {r['algo']} | {r['library']} | {r['updates_per_s']:,.0f} | {r['train_s']:.1f} "
+            f"| {r['wall_s']:.1f} |"
+            for r in rows
+        ],
+        "",
+    ]
+    for algo in ("iql", "cql"):
+        ours, theirs = (r for r in rows if r["algo"] == algo)
+        ratio = ours["updates_per_s"] / theirs["updates_per_s"]
+        lines.append(f"- {algo}: bellman {ratio:.1f}x d3rlpy's updates per second (target 10x).")
+    write_section("offline-speed", "\n".join(lines), meta, "python benchmarks/offline_results.py")
+    return {"rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="bc,gail,dagger,offline,speed")
+    parser.add_argument("--note", default="", help="a sentence on how the runs were made")
+    args = parser.parse_args()
+    meta = machine()
+    BASE.mkdir(parents=True, exist_ok=True)
+    workloads = {"bc": bc, "gail": gail, "dagger": dagger, "offline": offline, "speed": speed}
+    saved = OUT / "offline-results.json"
+    record = json.loads(saved.read_text()) if saved.exists() else {}
+    for name in args.only.split(","):
+        record[name] = {"meta": meta, "result": workloads[name](args.note, meta)}
+        saved.write_text(json.dumps(record, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
