@@ -917,9 +917,11 @@ def print_result(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    info = algos.ALGOS.get(summary["algo"])
+    what = "gradient steps" if info is not None and info.family == "offline" else "env steps"
     console.print(
         f"[bold]{summary['algo']}[/bold] on [bold]{summary['env']}[/bold] "
-        f"({summary['backend']} backend), {summary['steps']:,} env steps per seed"
+        f"({summary['backend']} backend), {summary['steps']:,} {what} per seed"
     )
     table = Table()
     table.add_column("seed", justify="right")
@@ -935,7 +937,7 @@ def print_result(summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(
         f"wall {summary['wall_s']:.1f} s (compile {summary['compile_s']:.1f} s, "
-        f"train {summary['train_s']:.1f} s), {summary['steps_per_s']:,.0f} env steps/s "
+        f"train {summary['train_s']:.1f} s), {summary['steps_per_s']:,.0f} {what}/s "
         f"over all seeds"
     )
 

@@ -40,8 +40,8 @@ class RunSettings:
     module:attr for your own env (a gymnasium.Env class, or a JAX env object or a function or
     class making one); a run given an env object from Python records object:<module>.<class>."""
     steps: int | None = None
-    """Environment steps per seed, summed over parallel envs, 1 to 2,147,483,647 (32-bit
-    counters; default: the algorithm's)."""
+    """Environment steps per seed, summed over parallel envs (the offline algorithms: gradient
+    steps), 1 to 2,147,483,647 (32-bit counters; default: the algorithm's)."""
     seeds: int = 1
     """Independent seeds trained together (vmapped in one program on the compiled backend); as
     many as fit in memory."""
