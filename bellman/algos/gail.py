@@ -99,9 +99,12 @@ class GAILState(struct.PyTreeNode):
     obs_std: jax.Array
 
 
-def _inputs(spec: EnvSpec, state: GAILState, obs: jax.Array, action: jax.Array) -> jax.Array:
-    """The discriminator's input: standardised features and the action (one-hot if discrete)."""
-    x = standardize(obs_features(obs, spec), state.obs_mean, state.obs_std)
+def _inputs(
+    spec: EnvSpec, mean: jax.Array, std: jax.Array, obs: jax.Array, action: jax.Array
+) -> jax.Array:
+    """The discriminator's input: features standardised by `mean` and `std`, and the action
+    (one-hot if discrete)."""
+    x = standardize(obs_features(obs, spec), mean, std)
     space = spec.action_space
     if isinstance(space, Discrete):
         a = jax.nn.one_hot(action, space.n, dtype=jnp.float32)
@@ -118,9 +121,8 @@ def init(key: jax.Array, config: GAILConfig, spec: EnvSpec, total_updates: int) 
     zeros, ones = jnp.zeros((size,), jnp.float32), jnp.ones((size,), jnp.float32)
     action = jnp.zeros((1, *spec.action_space.shape), jnp.int32 if _discrete(spec) else jnp.float32)
     obs = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
-    partial = GAILState(None, None, None, zeros, ones)  # type: ignore[arg-type]
     disc = Discriminator(config.disc_hidden_sizes).init(
-        disc_key, _inputs(spec, partial, obs, action)
+        disc_key, _inputs(spec, zeros, ones, obs, action)
     )
     return GAILState(
         ppo=ppo.init(ppo_key, config, spec, total_updates),
@@ -186,11 +188,12 @@ def learn(
     """The discriminator's steps on the rollout against expert pairs, then PPO's update on the
     rollout rewarded by the discriminator."""
     sample_key, ppo_key = jax.random.split(key)
-    learner = _inputs(spec, state, rollout.obs, rollout.action)  # [T, B, F + A]
-    learner = learner.reshape((-1, learner.shape[-1]))
+    stats = (state.obs_mean, state.obs_std)
+    inputs = _inputs(spec, *stats, rollout.obs, rollout.action)  # [T, B, F + A]
+    learner = inputs.reshape((-1, inputs.shape[-1]))
     count = demos.obs.shape[0]
     index = jax.random.randint(sample_key, (learner.shape[0],), 0, count)
-    expert = _inputs(spec, state, demos.obs[index], demos.action[index])
+    expert = _inputs(spec, *stats, demos.obs[index], demos.action[index])
     opt = optax.adam(config.disc_learning_rate)
 
     def disc_step(carry: tuple[Any, Any], _: Any) -> tuple[tuple[Any, Any], Any]:
@@ -204,7 +207,7 @@ def learn(
     (disc, disc_opt), disc_metrics = jax.lax.scan(
         disc_step, (state.disc, state.disc_opt), None, length=config.disc_steps
     )
-    f = logits(disc, config, _inputs(spec, state, rollout.obs, rollout.action))
+    f = logits(disc, config, inputs)
     reward = jax.lax.stop_gradient(imitation_reward(config, f))
     ppo_state, metrics = ppo.learn(config, spec, state.ppo, rollout.replace(reward=reward), ppo_key)
     metrics = {

@@ -211,18 +211,12 @@ class Trainer:
         self.data: OfflineData | DaggerData | None = None
         """An offline algorithm's dataset, or DAgger's expert and demonstrations, as the
         programs read them."""
-        if self.info.family == "offline":  # learning is a program of its own, whatever the env
+        if self.info.family in ("offline", "adversarial"):  # (offline: compiled, whatever the env)
             assert settings.dataset is not None
-            data = datasets.read(settings.dataset)
-            self.data = offline_data(data.transitions, resolved.spec, data.episode_returns)
+            self.data = read_data(settings.dataset, resolved.spec)
             self.build(self.configs)
         elif self.info.family == "dagger":
             self.data = dagger_data(settings, resolved)
-            self.build(self.configs)
-        elif self.info.family == "adversarial":
-            assert settings.dataset is not None
-            data = datasets.read(settings.dataset)
-            self.data = offline_data(data.transitions, resolved.spec, data.episode_returns)
             self.build(self.configs)
         elif resolved.backend == "compiled":
             self.build(self.configs)
@@ -820,6 +814,12 @@ def check_expert(
     return settings
 
 
+def read_data(path: str, spec: Any) -> OfflineData:
+    """The dataset at `path` as the compiled programs read it (`runners.offline.offline_data`)."""
+    data = datasets.read(path)
+    return offline_data(data.transitions, spec, data.episode_returns)
+
+
 def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> DaggerData:
     """DAgger's shared data: the expert's policy (its seed 0), the demonstrations of the
     dataset (none without one) and their statistics."""
@@ -830,8 +830,7 @@ def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> Dagger
         jax.tree.map(lambda x: x[0], trained.algo_state), trained.info.module, trained.config, spec
     )
     if settings.dataset is not None:
-        data = datasets.read(settings.dataset)
-        demos = offline_data(data.transitions, spec, data.episode_returns)
+        demos = read_data(settings.dataset, spec)
         return DaggerData(expert, demos.obs, demos.action, demos.stats)
     example = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
     label = jax.eval_shape(expert.act, example)
