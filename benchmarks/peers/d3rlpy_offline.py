@@ -7,10 +7,12 @@ Run in the d3rlpy venv (PyTorch 2.13 CPU, d3rlpy 2.8.1). The networks match bell
 for each algorithm: IQL 2 x 256 (d3rlpy's own default too), CQL 3 x 256 for actor and critics
 (d3rlpy's default is 2 x 256); batch 256, Adam, the papers' other settings (d3rlpy's defaults:
 IQL expectile 0.7, beta 3, two critics; CQL conservative weight 5, 10 sampled actions, actor
-1e-4, critics 3e-4). Episodes' ends: terminations as terminals, truncations as timeouts.
+1e-4, critics 3e-4). Torch uses as many threads as the process may use cores (pin it with
+taskset for one). Episodes' ends: terminations as terminals, truncations as timeouts.
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ def main() -> None:
 
     algo_name, path, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     torch.manual_seed(0)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores it may run on, no more
     data = read(path)
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["obs"].astype(np.float32),
