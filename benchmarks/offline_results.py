@@ -105,6 +105,23 @@ def score(run: dict, dataset: dict) -> np.ndarray:
     return 100 * (returns - dataset["ref_min"]) / (dataset["ref_max"] - dataset["ref_min"])
 
 
+def score_table(sets: dict, table: dict, algos: tuple[str, ...]) -> list[str]:
+    """A markdown table, dataset by algorithm, of mean [interval] scores ("not run" where none)."""
+    lines = [
+        "| dataset (episodes, steps, its own score) | " + " | ".join(algos) + " |",
+        "|---|" + "---:|" * len(algos),
+    ]
+    for name, data in sets.items():
+        cells = [interval(np.asarray(table[name][a])) if a in table[name] else "not run"
+                 for a in algos]  # fmt: skip
+        lines.append(
+            f"| {name} ({data['episodes']}, {data['steps']:,}, {data['score']:.1f}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
 def interval(values: np.ndarray) -> str:
     """Mean and a 95% bootstrap interval of the mean over seeds."""
     rng = np.random.default_rng(0)
@@ -287,17 +304,8 @@ def offline(note: str, meta: dict) -> dict:
         "steps, 4 seeds, its "
         "defaults; the final normalised score, mean [95% bootstrap interval].",
         "",
-        "| dataset (episodes, steps, its own score) | " + " | ".join(algos) + " |",
-        "|---|" + "---:|" * len(algos),
+        *score_table(sets, table, algos),
     ]
-    for name, data in sets.items():
-        cells = [interval(np.asarray(table[name][a])) if a in table[name] else "not run"
-                 for a in algos]  # fmt: skip
-        lines.append(
-            f"| {name} ({data['episodes']}, {data['steps']:,}, {data['score']:.1f}) | "
-            + " | ".join(cells)
-            + " |"
-        )
     write_section(
         "offline-pendulum", "\n".join(lines), meta, "python benchmarks/offline_results.py"
     )
@@ -378,17 +386,8 @@ def halfcheetah(note: str, meta: dict) -> dict:
         "4 seeds vmapped in one program, the final greedy evaluation of 5 episodes per seed; "
         "normalised score, mean [95% bootstrap interval over seeds].",
         "",
-        "| dataset (episodes, steps, its own score) | " + " | ".join(algos) + " |",
-        "|---|" + "---:|" * len(algos),
+        *score_table(sets, table, algos),
     ]
-    for name, data in sets.items():
-        cells = [interval(np.asarray(table[name][a])) if a in table[name] else "not run"
-                 for a in algos]  # fmt: skip
-        lines.append(
-            f"| {name} ({data['episodes']}, {data['steps']:,}, {data['score']:.1f}) | "
-            + " | ".join(cells)
-            + " |"
-        )
     replay = table["medium-replay"]
     lines += ["", "On medium-replay, each offline algorithm against BC (target: 10 or more above):"]
     for algo in algos[1:]:
