@@ -1,7 +1,8 @@
 """DAgger, dataset aggregation (Ross, Gordon & Bagnell, 2011): imitation with an expert queried
 in the states the learner itself reaches.
 
-The algorithm, as the DAgger runner (`runners.dagger`) drives it:
+The algorithm, as the DAgger runners drive it (`runners.dagger` on JAX envs, compiled;
+`runners.dagger_host` on gymnasium envs, the same functions):
 
     D <- the demonstrations (`--dataset`, may be empty); pi_1 <- a policy       -> `init`, `prepare`
     for i = 1, 2, ...:                                                         (one update each)
@@ -15,7 +16,7 @@ The learner is behaviour cloning's network and loss (`algos.bc`): cross-entropy 
 actions, squared error for continuous ones; the paper trains pi_{i+1} afresh on D, bellman goes
 on training the same network (as most implementations do), which costs fewer steps per round.
 The mixture is drawn per step and env. The expert is a trained run (`--expert RUN_DIR`), its
-greedy policy.
+greedy policy: on the gymnasium backend, a run on the gymnasium backend of the same env.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ from bellman.runners.adversarial import CompiledAdversarial
 from bellman.runners.common import Runner, seed_keys
 from bellman.runners.control import CompiledControl, ControlEvaluator
 from bellman.runners.dagger import CompiledDagger, DaggerData, Expert
+from bellman.runners.dagger_host import HostDagger
 from bellman.runners.evaluation import JaxEvaluator, evaluate_gymnasium
 from bellman.runners.evolution import CompiledEvolution
 from bellman.runners.evolution_host import HostEvolution
@@ -211,17 +212,19 @@ class Trainer:
         self.data: OfflineData | DaggerData | None = None
         """An offline algorithm's dataset, or DAgger's expert and demonstrations, as the
         programs read them."""
+        if self.info.family == "dagger":  # on either backend
+            self.data = dagger_data(settings, resolved)
+        common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
         if self.info.family in ("offline", "adversarial"):  # (offline: compiled, whatever the env)
             assert settings.dataset is not None
             self.data = read_data(settings.dataset, resolved.spec)
             self.build(self.configs)
-        elif self.info.family == "dagger":
-            self.data = dagger_data(settings, resolved)
-            self.build(self.configs)
         elif resolved.backend == "compiled":
             self.build(self.configs)
+        elif self.info.family == "dagger":  # (a host runner: evaluated on gymnasium, `evaluate`)
+            assert isinstance(self.data, DaggerData)
+            self.runner = HostDagger(self.info.module, config, resolved, *common, data=self.data)
         else:
-            common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
             host = {"off_policy": HostOffPolicy, "evolution": HostEvolution}.get(
                 self.info.family, HostOnPolicy
             )
@@ -783,26 +786,30 @@ def check_dataset(
 def check_expert(
     info: algos.AlgoInfo, settings: RunSettings, resolved: registry.ResolvedEnv
 ) -> RunSettings:
-    """DAgger needs an expert run on the same env with a policy of observations (and runs on
-    the compiled backend); its demonstrations, if any, must fit the env. The settings record
-    both as full paths."""
-    if resolved.backend != "compiled":
-        raise EnvError(
-            f"{info.name} runs on the compiled backend, with JAX envs; {resolved.id} runs on "
-            f"{resolved.backend}"
-        )
+    """DAgger needs an expert run on the same env with a policy of observations: on the
+    gymnasium backend, a run on the gymnasium backend of the same env id; on the compiled
+    backend, a run opened there on an env of the same spec. Its demonstrations, if any, must
+    fit the env. The settings record both as full paths."""
     if settings.expert is None:
         raise ConfigError(
             f"{info.name} imitates an expert: give --expert RUN_DIR, a run trained on "
             f"{resolved.id} whose greedy policy labels the states"
         )
-    expert = open_run(settings.expert, backend="compiled")
+    host = resolved.backend != "compiled"
+    expert = open_run(settings.expert, backend=None if host else "compiled")
+    if host and expert.env.backend != resolved.backend:
+        raise ConfigError(
+            f"the expert {settings.expert} was trained on the {expert.env.backend} backend; "
+            f"{info.name} on {resolved.id}'s {resolved.backend} backend queries an expert "
+            f"trained on {resolved.backend} too (bellman train ALGO --env {resolved.id} "
+            f"--backend {resolved.backend})"
+        )
     if expert.info.family == "control":
         raise ConfigError(
             f"the expert {settings.expert} is a {expert.info.name} run, a controller with no "
             "policy of observations to query"
         )
-    if expert.env.spec != resolved.spec:
+    if expert.env.spec != resolved.spec or (host and expert.env.id != resolved.id):
         raise ConfigError(
             f"the expert {settings.expert} was trained on {expert.env.id}, not on {resolved.id}"
         )
@@ -821,10 +828,10 @@ def read_data(path: str, spec: Any) -> OfflineData:
 
 
 def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> DaggerData:
-    """DAgger's shared data: the expert's policy (its seed 0), the demonstrations of the
-    dataset (none without one) and their statistics."""
+    """DAgger's shared data: the expert's policy (its seed 0), opened on the env's backend,
+    the demonstrations of the dataset (none without one) and their statistics."""
     assert settings.expert is not None
-    trained = open_run(settings.expert, backend="compiled")
+    trained = open_run(settings.expert, backend=resolved.backend)
     spec = resolved.spec
     expert = Expert(
         jax.tree.map(lambda x: x[0], trained.algo_state), trained.info.module, trained.config, spec

@@ -3,12 +3,12 @@ by an expert queried online, aggregated, and cloned.
 
 One update (a DAgger round at each update), for one seed (`update`):
 
-    beta_i = beta * beta_decay^i                                   (the round's mixing weight)
+    beta_i = beta * beta_decay^i                                   (mixing_weight)
     T steps of E envs, each step's action the expert's with probability beta_i, else the
-      learner's greedy one                                         (rollout)
-    the expert's action for every visited observation: its label  (expert.act)
-    D <- D u {(s, pi*(s))}                                         (the aggregate memory)
-    `gradient_steps` steps of the cloning loss on minibatches of D (algo.learn)
+      learner's greedy one                                         (rollout, each step a mixture)
+    the expert's action for every visited observation: its label  (expert.act, in mixture)
+    D <- D u {(s, pi*(s))}                                         (aggregate)
+    `gradient_steps` steps of the cloning loss on minibatches of D (clone: algo.learn on sample)
 
 D starts with the demonstrations of `--dataset`, if given (round 0 of the paper: behaviour
 cloning on expert data), and holds every labelled observation after them up to its capacity
@@ -16,6 +16,10 @@ cloning on expert data), and holds every labelled observation after them up to i
 The expert is a trained run's policy (`Expert`: its algorithm, config and state), shared data of
 the compiled runner like the offline family's dataset. The metric `expert_labels` counts every
 label the learner was given: the demonstrations and one per step played.
+
+The host runner (`runners.dagger_host`, gymnasium envs) plays the same mixture (`mixture`) and
+ends each round with the same `learn_round`: D's ring (`empty_aggregate`, `aggregate`), its
+minibatches (`sample`) and the cloning phase (`clone`) are this module's.
 """
 
 from __future__ import annotations
@@ -82,6 +86,17 @@ class RunnerState(struct.PyTreeNode):
     key: jax.Array
 
 
+def empty_aggregate(size: int, obs: jax.Array, expert: Expert) -> Aggregate:
+    """An empty D of `size` slots for observations like `obs` `[B, ...]` and the expert's labels
+    of them."""
+    label = jax.eval_shape(expert.act, obs)
+    return Aggregate(
+        obs=jnp.zeros((size, *obs.shape[1:]), obs.dtype),
+        action=jnp.zeros((size, *label.shape[1:]), label.dtype),
+        count=jnp.zeros((), jnp.int32),
+    )
+
+
 def init_state(
     algo: Any, config: Any, env: JaxEnv, total_updates: int, key: jax.Array, data: DaggerData
 ) -> RunnerState:
@@ -89,14 +104,34 @@ def init_state(
     state = algo.init(algo_key, config, env.spec, total_updates)
     state = algo.prepare(config, env.spec, state, data.stats)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(reset_key, config.num_envs))
-    size = config.aggregate_size
-    label = jax.eval_shape(data.expert.act, ts.obs)
-    aggregate = Aggregate(
-        obs=jnp.zeros((size, *ts.obs.shape[1:]), ts.obs.dtype),
-        action=jnp.zeros((size, *label.shape[1:]), label.dtype),
-        count=jnp.zeros((), jnp.int32),
-    )
-    return RunnerState(state, env_state, ts.obs, aggregate, jnp.zeros((), jnp.int32), key)
+    memory = empty_aggregate(config.aggregate_size, ts.obs, data.expert)
+    return RunnerState(state, env_state, ts.obs, memory, jnp.zeros((), jnp.int32), key)
+
+
+def mixing_weight(config: Any, i: jax.Array) -> jax.Array:
+    """beta_i = beta * beta_decay^i: the expert's share of round i's actions (i from 0)."""
+    return config.beta * config.beta_decay ** i.astype(jnp.float32)
+
+
+def mixture(
+    algo: Any,
+    config: Any,
+    spec: EnvSpec,
+    algo_state: Any,
+    expert: Expert,
+    obs: jax.Array,
+    beta: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """One step of pi_i' = beta_i pi* + (1 - beta_i) pi_i in envs `[E]`: each env's action is the
+    expert's greedy one with probability beta_i (drawn per env), else the learner's. Returns the
+    actions and the expert's labels of `obs` `[E, ...]` (every visited state is labelled)."""
+    label = expert.act(obs)
+    learner = algo.greedy(config, spec, algo_state, obs)
+    use_expert = jax.random.uniform(key, (obs.shape[0],)) < beta
+    shape = (obs.shape[0],) + (1,) * (label.ndim - 1)
+    action = jnp.where(use_expert.reshape(shape), label, learner.astype(label.dtype))
+    return action, label
 
 
 def rollout(
@@ -107,11 +142,9 @@ def rollout(
 
     def step(state: RunnerState, keys: jax.Array) -> tuple[RunnerState, Any]:
         mix_key, step_keys = keys[0], keys[1:]
-        label = expert.act(state.obs)
-        learner = algo.greedy(config, env.spec, state.algo, state.obs)
-        use_expert = jax.random.uniform(mix_key, (config.num_envs,)) < beta
-        shape = (config.num_envs,) + (1,) * (label.ndim - 1)
-        action = jnp.where(use_expert.reshape(shape), label, learner.astype(label.dtype))
+        action, label = mixture(
+            algo, config, env.spec, state.algo, expert, state.obs, beta, mix_key
+        )
         env_state, ts = jax.vmap(env.step)(step_keys, state.env_state, env_action(env.spec, action))
         ended = (ts.done, ts.info["episode_return"], ts.info["episode_length"])
         return state.replace(env_state=env_state, obs=ts.obs), (state.obs, label, ended)
@@ -158,18 +191,17 @@ def sample(
     return obs, action
 
 
-def update(
+def clone(
     algo: Any,
     config: Any,
-    env: JaxEnv,
-    state: RunnerState,
-    update_id: jax.Array,
+    spec: EnvSpec,
+    algo_state: Any,
+    memory: Aggregate,
     data: DaggerData,
-) -> tuple[RunnerState, dict[str, jax.Array]]:
-    """One DAgger round: play the mixture, label, aggregate, then clone D."""
-    beta = config.beta * config.beta_decay ** state.round.astype(jnp.float32)
-    state, obs, labels, totals = rollout(algo, config, env, state, data.expert, beta)
-    memory = aggregate(state.aggregate, obs, labels)
+    key: jax.Array,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """pi_{i+1}: `gradient_steps` steps of the learner's `learn` on minibatches of D (`sample`);
+    returns the new state and the steps' mean metrics."""
 
     def learn_step(carry: tuple[Any, jax.Array], _: Any) -> tuple[tuple[Any, jax.Array], Any]:
         algo_state, key = carry
@@ -184,24 +216,61 @@ def update(
             weight=jnp.ones(s.shape[:1]),
             index=jnp.zeros((s.shape[0], 2), jnp.int32),
         )
-        algo_state, metrics = algo.learn(config, env.spec, algo_state, batch, learn_key)
+        algo_state, metrics = algo.learn(config, spec, algo_state, batch, learn_key)
         return (algo_state, key), metrics
 
-    key, learn_key = jax.random.split(state.key)
     (algo_state, _), metrics = jax.lax.scan(
-        learn_step, (state.algo, learn_key), None, length=config.gradient_steps
+        learn_step, (algo_state, key), None, length=config.gradient_steps
     )
-    metrics = jax.tree.map(lambda m: m.mean(), metrics)
-    learned = algo.greedy(config, env.spec, algo_state, obs)
+    return algo_state, jax.tree.map(lambda m: m.mean(), metrics)
+
+
+def learn_round(
+    algo: Any,
+    config: Any,
+    spec: EnvSpec,
+    algo_state: Any,
+    memory: Aggregate,
+    data: DaggerData,
+    obs: jax.Array,
+    labels: jax.Array,
+    beta: jax.Array,
+    key: jax.Array,
+) -> tuple[Any, Aggregate, dict[str, jax.Array]]:
+    """The end of a round that played `obs` `[M, ...]`, labelled `labels`: D <- D u D_i, then
+    the cloning phase (`clone`). Returns the learner, D and the round's metrics: the cloning's,
+    `beta`, `expert_labels` (labels given so far, the demonstrations included) and how the
+    learner now acts on the round's states (`expert_agreement` for discrete labels, else
+    `expert_action_error`)."""
+    memory = aggregate(memory, obs, labels)
+    algo_state, metrics = clone(algo, config, spec, algo_state, memory, data, key)
+    learned = algo.greedy(config, spec, algo_state, obs)
     if jnp.issubdtype(labels.dtype, jnp.integer):  # how often the learner now acts as labelled
         metrics["expert_agreement"] = jnp.mean(learned == labels).astype(jnp.float32)
     else:  # how far from the labels its actions now are
         metrics["expert_action_error"] = jnp.mean(jnp.abs(learned - labels))
     labelled = data.demo_obs.shape[0] + memory.count
+    metrics = {**metrics, "beta": beta, "expert_labels": labelled.astype(jnp.float32)}
+    return algo_state, memory, metrics
+
+
+def update(
+    algo: Any,
+    config: Any,
+    env: JaxEnv,
+    state: RunnerState,
+    update_id: jax.Array,
+    data: DaggerData,
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """One DAgger round: play the mixture, label, aggregate, then clone D."""
+    beta = mixing_weight(config, state.round)
+    state, obs, labels, totals = rollout(algo, config, env, state, data.expert, beta)
+    key, learn_key = jax.random.split(state.key)
+    algo_state, memory, metrics = learn_round(
+        algo, config, env.spec, state.algo, state.aggregate, data, obs, labels, beta, learn_key
+    )
     metrics = {
         **metrics,
-        "beta": beta,
-        "expert_labels": labelled.astype(jnp.float32),
         "episodes": totals.count,
         "episode_return_sum": totals.return_sum,
         "episode_length_sum": totals.length_sum,
