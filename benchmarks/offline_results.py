@@ -1,9 +1,9 @@
 """Learning from data: imitation and offline RL, each a `bellman` command run here; writes
-RESULTS.md's sections bc-cartpole, gail-cartpole, dagger-pendulum, offline-pendulum,
+RESULTS.md's sections bc-cartpole, gail-cartpole, dagger-pendulum, dagger-llc, offline-pendulum,
 offline-halfcheetah and offline-speed.
 
-    python benchmarks/offline_results.py [--only bc,gail,dagger,offline,halfcheetah,speed]
-                                         [--note "..."]
+    python benchmarks/offline_results.py [--only bc,gail,dagger,dagger-llc,offline,halfcheetah,
+                                                  speed] [--note "..."] [--algos bc,td3bc,...]
 
 Experts, datasets and runs live in benchmarks/out/offline/ (made once, reused: delete a folder
 to make it again); every figure is a normalised score, 100 (return - random) / (expert -
@@ -17,6 +17,8 @@ policy's and the expert's greedy mean return over 100 episodes).
   its greedy episodes (200 steps each), 4 seeds each, against DAgger with no demonstrations
   (each round 4 envs x 50 steps labelled), 4 seeds, evaluated every round: the normalised
   score against the expert-labelled steps, and the first count at which each reaches 90.
+- dagger-llc: the same on LunarLanderContinuous-v3 (gymnasium's Box2D, the host backend), with
+  SAC's expert trained there for 120,000 steps.
 - offline: Pendulum-v1 datasets from SAC (expert: 50 episodes of the converged policy's
   stochastic actions; medium: 50 of a run stopped at about a third of the expert's score;
   medium-replay: that run's replay memory), BC, TD3+BC, CQL and IQL, 4 seeds each.
@@ -196,53 +198,81 @@ def gail(note: str, meta: dict) -> dict:
 
 
 PENDULUM_EXPERT = ["sac", "--env", "Pendulum-v1", "--steps", "20000", "--evals", "0"]
+LLC_EXPERT = ["sac", "--env", "LunarLanderContinuous-v3", "--steps", "120000",
+              "--learning-rate", "7.3e-4", "--tau", "0.01", "--evals", "6",
+              "--eval-episodes", "10"]  # fmt: skip
+"""SAC on LunarLanderContinuous-v3 (gymnasium's Box2D, the host backend): the RL Zoo's step size
+and soft-update rate for this task, bellman's other defaults."""
+
+DAGGER_WORKLOADS = {
+    "dagger": {
+        "section": "dagger-pendulum",
+        "env": "Pendulum-v1",
+        "tag": "pendulum",
+        "expert": PENDULUM_EXPERT,
+        "rounds": 32,
+    },
+    "dagger-llc": {
+        "section": "dagger-llc",
+        "env": "LunarLanderContinuous-v3",
+        "tag": "llc",
+        "expert": LLC_EXPERT,
+        "rounds": 32,
+    },
+}
+"""DAgger against behaviour cloning: each round 4 envs x 50 steps labelled (200 labels), 500
+cloning steps; BC from 1 to 32 of the expert's greedy episodes, 20,000 cloning steps."""
 
 
-def dagger(note: str, meta: dict) -> dict:
-    train("sac-pendulum-expert", PENDULUM_EXPERT, fresh=False)
+def dagger_curve(workload: str, note: str, meta: dict) -> dict:
+    w = DAGGER_WORKLOADS[workload]
+    env, tag = w["env"], w["tag"]
+    train(f"sac-{tag}-expert", w["expert"], fresh=False)
     bc_rows = []
     for k in (1, 2, 4, 8, 16, 32):
-        data = collect("sac-pendulum-expert", f"pendulum-expert-{k}", "--episodes", str(k))
+        data = collect(f"sac-{tag}-expert", f"{tag}-expert-{k}", "--episodes", str(k))
         run = train(
-            f"bc-pendulum-{k}",
-            ["bc", "--env", "Pendulum-v1", "--dataset", data["path"], "--seeds", "4", "--steps",
-             "20000", "--evals", "0"],
+            f"bc-{tag}-{k}",
+            ["bc", "--env", env, "--dataset", data["path"], "--seeds", "4", "--steps", "20000",
+             "--evals", "0", "--eval-episodes", "20"],
+            fresh=False,
         )  # fmt: skip
         bc_rows.append({"labels": data["steps"], "scores": score(run, data).tolist()})
-    ref = collect("sac-pendulum-expert", "pendulum-expert-1", "--episodes", "1")
-    expert = rel(BASE / "sac-pendulum-expert")
+    ref = collect(f"sac-{tag}-expert", f"{tag}-expert-1", "--episodes", "1")
+    expert = rel(BASE / f"sac-{tag}-expert")
     run = train(
-        "dagger-pendulum",
-        ["dagger", "--env", "Pendulum-v1", "--expert", expert, "--seeds", "4", "--steps",
-         "6400", "--num-envs", "4", "--num-steps", "50", "--gradient-steps", "500",
-         "--evals", "31", "--eval-episodes", "20"],
+        f"dagger-{tag}",
+        ["dagger", "--env", env, "--expert", expert, "--seeds", "4", "--steps",
+         str(200 * w["rounds"]), "--num-envs", "4", "--num-steps", "50", "--gradient-steps",
+         "500", "--evals", str(w["rounds"] - 1), "--eval-episodes", "20"],
+        fresh=False,
     )  # fmt: skip
-    dagger_curve = [
+    curve = [
         (int(r["step"]), float(np.mean(100 * (np.asarray(r["eval_return"]) - ref["ref_min"])
                                        / (ref["ref_max"] - ref["ref_min"]))))
         for r in run["records"] if "eval_return" in r
     ]  # fmt: skip
     bc_first = next((r["labels"] for r in bc_rows if np.mean(r["scores"]) >= 90), None)
-    dagger_first = next((s for s, v in dagger_curve if v >= 90), None)
+    dagger_first = next((s for s, v in curve if v >= 90), None)
+    backend = run["summary"]["backend"]
     lines = [note, ""] if note else []
     lines += [
-        f"SAC's expert on Pendulum-v1 (`bellman train {' '.join(PENDULUM_EXPERT)}`); reference "
-        f"returns {ref['ref_min']:.1f} (random) and {ref['ref_max']:.1f} (the expert). Behaviour "
-        "cloning learns from k of the expert's greedy episodes (`bellman collect --episodes k`, "
-        "20,000 gradient steps, 4 seeds); DAgger (`bellman train dagger --expert`, no "
-        "demonstrations, each round 4 envs x 50 steps labelled by the expert, 500 cloning "
-        "steps, 4 seeds) is evaluated after every round. Expert-labelled steps: the dataset's "
-        "steps for BC, every state played for DAgger.",
+        f"SAC's expert on {env} (`bellman train {' '.join(w['expert'])}`; the {backend} "
+        f"backend); reference returns {ref['ref_min']:.1f} (random) and {ref['ref_max']:.1f} "
+        "(the expert). Behaviour cloning learns from k of the expert's greedy episodes "
+        "(`bellman collect --episodes k`, 20,000 gradient steps, 4 seeds); DAgger (`bellman "
+        "train dagger --expert`, no demonstrations, each round 4 envs x 50 steps labelled by "
+        "the expert, 500 cloning steps, 4 seeds) is evaluated after every round. Each figure is "
+        "the normalised score of 20 greedy episodes per seed. Expert-labelled steps: the "
+        "dataset's steps for BC, every state played for DAgger.",
         "",
         "| expert-labelled steps | BC: normalised, mean [95% interval] |",
         "|---:|---:|",
         *[f"| {r['labels']:,} | {interval(np.asarray(r['scores']))} |" for r in bc_rows],
         "",
-        "| expert-labelled steps | " + " | ".join(f"{s:,}" for s, _ in dagger_curve) + " |",
-        "|---|" + "---:|" * len(dagger_curve),
-        "| DAgger: normalised, mean of 4 | "
-        + " | ".join(f"{v:.1f}" for _, v in dagger_curve)
-        + " |",
+        "| expert-labelled steps | " + " | ".join(f"{s:,}" for s, _ in curve) + " |",
+        "|---|" + "---:|" * len(curve),
+        "| DAgger: normalised, mean of 4 | " + " | ".join(f"{v:.1f}" for _, v in curve) + " |",
         "",
         f"- First reaching 90: BC at {bc_first or 'none of the sizes'} labelled steps, DAgger at "
         f"{dagger_first or 'none'}"
@@ -252,9 +282,9 @@ def dagger(note: str, meta: dict) -> dict:
             else "."
         ),
     ]
-    write_section("dagger-pendulum", "\n".join(lines), meta, "python benchmarks/offline_results.py")
-    return {"bc": bc_rows, "dagger": dagger_curve, "bc_first": bc_first,
-            "dagger_first": dagger_first}  # fmt: skip
+    command = "python benchmarks/offline_results.py"
+    write_section(w["section"], "\n".join(lines), meta, command)
+    return {"bc": bc_rows, "dagger": curve, "bc_first": bc_first, "dagger_first": dagger_first}
 
 
 PENDULUM_MEDIUM_STEPS = 3000
@@ -467,7 +497,7 @@ def speed(note: str, meta: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="bc,gail,dagger,offline,halfcheetah,speed")
+    parser.add_argument("--only", default="bc,gail,dagger,dagger-llc,offline,halfcheetah,speed")
     parser.add_argument("--note", default="", help="a sentence on how the runs were made")
     parser.add_argument(
         "--algos",
@@ -482,7 +512,8 @@ def main() -> None:
     workloads = {
         "bc": bc,
         "gail": gail,
-        "dagger": dagger,
+        "dagger": lambda note, meta: dagger_curve("dagger", note, meta),
+        "dagger-llc": lambda note, meta: dagger_curve("dagger-llc", note, meta),
         "offline": offline,
         "halfcheetah": halfcheetah,
         "speed": speed,

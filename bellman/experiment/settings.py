@@ -80,8 +80,8 @@ class RunSettings:
     Minari dataset's directory (made by bellman collect) or its name under ./datasets or
     $MINARI_DATASETS_PATH; recorded as its full path."""
     expert: str | None = None
-    """dagger's expert: a trained run directory on the same env (compiled backend), whose greedy
-    policy (its seed 0's) labels the states the learner visits; recorded as its full path."""
+    """dagger's expert: a trained run directory on the same env and backend, whose greedy policy
+    (its seed 0's) labels the states the learner visits; recorded as its full path."""
 
     def validate(self) -> None:
         """Raise ConfigError for a setting of the wrong type or out of range."""
