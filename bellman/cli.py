@@ -249,6 +249,13 @@ def build_parser() -> Parser:
         help="seed of the evaluation episodes, 0 to 4,294,967,295 (default: 0)",
     )
     ev.add_argument("--video", action="store_true", help="record one episode to RUN_DIR/videos/")
+    ev.add_argument(
+        "--params-grid",
+        default=None,
+        metavar="NAME=LOW:HIGH:N,...",
+        help="a robustness map: evaluate over a grid of one or two gymnax parameters (one "
+        "program for the whole grid) and write its heat map, CSV and JSON to RUN_DIR/robustness/",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
         "--checkpoint",
@@ -945,6 +952,9 @@ def print_result(summary: dict[str, Any]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from bellman.experiment.evaluate import evaluate_run
 
+    if args.params_grid is not None:
+        return robustness_map(args)
+
     result = evaluate_run(
         args.run_dir,
         episodes=args.episodes,
@@ -966,6 +976,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  seed {i}: {value:.2f}")
     if result["video"]:
         print(f"video: {result['video']}")
+    return 0
+
+
+def robustness_map(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bellman.experiment.robustness import robustness_map
+
+    if args.video or args.backend == "gymnasium":
+        raise UsageError("--params-grid evaluates in the compiled env, without --video")
+    result = robustness_map(
+        args.run_dir,
+        args.params_grid,
+        episodes=args.episodes,
+        seed=args.seed,
+        trust_env=args.trust_env,
+        checkpoint=None if args.checkpoint == "newest" else args.checkpoint,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    names = list(result["grid"])
+    print(
+        f"{result['algo']} on {result['env']}: nominal greedy return "
+        f"{result['nominal_return']:.2f}; {100 * result['held_fraction']:.1f}% of "
+        f"{np.asarray(result['held']).size} cells hold (return >= nominal - 10% of its size)"
+    )
+    mean = np.asarray(result["return_mean"])
+    if mean.ndim == 1:
+        mean = mean[:, None]
+    first = result["grid"][names[0]]
+    second = result["grid"][names[1]] if len(names) > 1 else [None]
+    header = f"{names[0]} \\ {names[1]}" if len(names) > 1 else names[0]
+    print(f"{header:>16}" + "".join(f"{y:>10.3g}" if y is not None else "" for y in second))
+    for i, x in enumerate(first):
+        print(f"{x:>16.4g}" + "".join(f"{mean[i, j]:>10.1f}" for j in range(mean.shape[1])))
+    for path in result["files"]:
+        print(path)
     return 0
 
 

@@ -6,6 +6,7 @@ observation as `info["final_observation"]`; this adapter only renames fields and
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import types
@@ -118,7 +119,7 @@ class GymnaxEnv:
     def __init__(self, env_id: str, **params: Any):
         self._env, default_params = import_gymnax().make(env_id)
         self._params, self.changes = gymnax_params(env_id, default_params, params)
-        self.cache_key = f"gymnax {env_id} {self._params!r}"
+        self.cache_key: str | None = f"gymnax {env_id} {self._params!r}"
         """Names the env's code and parameters, for `bellman.runners.programs`."""
         # The spaces are built with jnp: evaluate them eagerly even when an env is made while
         # tracing (e.g. inside `jax.eval_shape`), since the spec holds plain numbers.
@@ -137,6 +138,43 @@ class GymnaxEnv:
             obs_low=low,
             obs_high=high,
         )
+
+    @property
+    def params(self) -> Any:
+        """The gymnax `EnvParams` this env steps with."""
+        return self._params
+
+    def with_params(self, params: Any) -> GymnaxEnv:
+        """The same env stepping with `params` (traced values too: a vmapped grid of them)."""
+        env = copy.copy(self)
+        env._params = params
+        env.cache_key = None
+        return env
+
+    def reset_with(self, key: jax.Array, params: Any) -> tuple[Any, TimeStep]:
+        """`reset` with the parameters `params` instead of the env's."""
+        obs, state = self._env.reset_env(key, params)
+        obs = self._obs(obs)
+        false = jnp.zeros((), bool)
+        return state, TimeStep(obs, jnp.zeros((), jnp.float32), false, false, obs, {})
+
+    def step_with(
+        self, key: jax.Array, state: Any, action: jax.Array, params: Any
+    ) -> tuple[Any, TimeStep]:
+        """One step with the parameters `params`, without the reset at an episode's end:
+        `obs` is the observation reached (the caller resets, with parameters of its own)."""
+        obs, state, reward, terminated, _ = self._env.step_env(key, state, action, params)
+        truncated = self._env.is_truncated(state, params)
+        obs = self._obs(obs)
+        timestep = TimeStep(
+            obs=obs,
+            reward=jnp.asarray(reward, jnp.float32).reshape(()),
+            terminated=jnp.asarray(terminated, bool).reshape(()),
+            truncated=jnp.asarray(truncated, bool).reshape(()),
+            final_obs=obs,
+            info={},
+        )
+        return state, timestep
 
     def _obs(self, obs: jax.Array) -> jax.Array:
         return jnp.asarray(obs, jnp.float32).reshape(self.spec.obs_shape)

@@ -33,6 +33,7 @@ from bellman import stats
 from bellman.errors import BellmanWarning, ConfigError, RunDirError
 from bellman.experiment import compare_plots
 from bellman.experiment.rundir import CONFIG, SUMMARY, jsonable, write_json
+from bellman.experiment.settings import ENV_CHANGES
 
 SWEEP = "sweep.json"
 RESULT = "compare.json"
@@ -202,11 +203,12 @@ def _number_or_null(value: Any) -> bool:
 
 
 def _env_options(path: Path) -> dict[str, Any]:
-    """The env_params and env_kwargs the run's config.json records, those that are set."""
+    """The settings that change the env (env_params, env_kwargs, randomize, the noise and
+    the delay) the run's config.json records, those that are set."""
     try:
         config = json.loads((path / CONFIG).read_text())
         settings = config["settings"]
-        return {k: settings[k] for k in ("env_params", "env_kwargs") if settings.get(k)}
+        return {k: settings[k] for k in ENV_CHANGES if settings.get(k)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}  # no readable config.json: the summary alone says what ran
 

@@ -117,6 +117,10 @@ def search(
     preset: str | None = None,
     env_params: str | None = None,
     env_kwargs: str | None = None,
+    randomize: str | None = None,
+    obs_noise: float = 0.0,
+    action_noise: float = 0.0,
+    action_delay: int = 0,
     progress: bool = True,
     **fixed: Any,
 ) -> SearchResult:
@@ -148,6 +152,10 @@ def search(
         preset=preset,
         env_params=env_params,
         env_kwargs=env_kwargs,
+        randomize=randomize,
+        obs_noise=obs_noise,
+        action_noise=action_noise,
+        action_delay=action_delay,
     )
     fields = cfg.field_types(type(base))
     space: dict[str, Any] = {**grid_of(grid, fields), **ranges_of(ranges, fields)}

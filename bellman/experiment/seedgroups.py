@@ -33,7 +33,13 @@ from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
 from bellman.experiment.policy import read_saved
 from bellman.experiment.rundir import CURVE, RunDir
-from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
+from bellman.experiment.settings import (
+    Plan,
+    RunSettings,
+    changes_env,
+    check_resources,
+    resolve_env,
+)
 from bellman.experiment.sweep import make_run_dir, prepare, read_back, run_groups
 from bellman.experiment.train import default_run_dir, run_record
 
@@ -179,9 +185,7 @@ def merge(path: Path, parts: list[Path], env: Any = None) -> dict[str, Any]:
         }
         out.write_summary(summary)
         env_id = s[0]["env"]
-        changed = out.config["settings"].get("env_params") or out.config["settings"].get(
-            "env_kwargs"
-        )
+        changed = changes_env(out.config["settings"])
         bounds = None if changed else stats.RETURN_BOUNDS.get(env_id)
         learning_curve(merged, path / CURVE, f"{s[0]['algo']} on {env_id}", bounds)
         return summary

@@ -17,7 +17,8 @@ from bellman import buffers
 from bellman import config as cfg
 from bellman.algos import AlgoInfo
 from bellman.config import INT32_MAX, SEED_MAX
-from bellman.envs import options, registry
+from bellman.envs import options, registry, sim2real
+from bellman.envs.gymnax_env import GymnaxEnv
 from bellman.envs.protocol import OBJECT
 from bellman.envs.registry import ResolvedEnv
 from bellman.envs.spaces import EnvSpec
@@ -75,6 +76,19 @@ class RunSettings:
     """Keyword arguments of what makes the env (gymnasium.make for a gymnasium id, the class or
     function of module:attr, jumanji.make for jumanji:<id>), as key=value,..., a JSON object or a
     .json file holding one; recorded as JSON."""
+    randomize: str | None = None
+    """Domain randomisation (compiled gymnax envs): parameters drawn uniformly when each episode
+    starts, as name=low:high,... (m=0.5:2.0,l=0.7:1.3 on Pendulum-v1), a JSON object of
+    [low, high] lists or a .json file holding one; recorded as JSON."""
+    obs_noise: float = 0.0
+    """Standard deviation of Gaussian noise added to every observation (compiled backend)."""
+    action_noise: float = 0.0
+    """Noise on the actions the env receives (compiled backend): the standard deviation of
+    Gaussian noise for continuous actions (clipped to the bounds), the probability of a uniformly
+    random action for discrete ones."""
+    action_delay: int = 0
+    """Steps between the policy choosing an action and the env receiving it, 0 to 1,000
+    (compiled backend; an episode's first steps apply the null action)."""
     dataset: str | None = None
     """The offline algorithms' data (bc, td3bc, cql, iql; dagger's demonstrations, optional): a
     Minari dataset's directory (made by bellman collect) or its name under ./datasets or
@@ -105,6 +119,25 @@ class RunSettings:
             text = getattr(self, name)
             if text is not None:
                 options.parse(text, name)
+        if self.randomize is not None:
+            sim2real.parse_ranges(self.randomize)
+        sim2real.check_noise(self.obs_noise, self.action_noise, self.action_delay)
+
+    @property
+    def sim(self) -> sim2real.SimSettings:
+        """The simulator-to-real changes these settings ask for."""
+        ranges = None if self.randomize is None else sim2real.parse_ranges(self.randomize)
+        return sim2real.SimSettings(ranges, self.obs_noise, self.action_noise, self.action_delay)
+
+
+ENV_CHANGES = ("env_params", "env_kwargs", "randomize", "obs_noise", "action_noise", "action_delay")
+"""The settings that make a run's env another than the id's own (its own task in comparisons,
+no known bounds on its returns)."""
+
+
+def changes_env(settings: dict[str, Any]) -> bool:
+    """Whether recorded settings (config.json's) change the env from the id's own."""
+    return any(settings.get(name) for name in ENV_CHANGES)
 
 
 def resolve_env(
@@ -145,11 +178,36 @@ def resolve_env(
         )
     target = recorded if given is None else given
     resolved = registry.resolve(target, backend, settings.env_params, settings.env_kwargs)
+    sim = settings.sim
+    if sim.active:
+        resolved = with_sim(resolved, sim)
     return (
         dataclasses.replace(
-            settings, env_params=resolved.env_params, env_kwargs=resolved.env_kwargs
+            settings,
+            env_params=resolved.env_params,
+            env_kwargs=resolved.env_kwargs,
+            randomize=sim2real.canonical_ranges(sim.randomize),
         ),
         resolved,
+    )
+
+
+def with_sim(resolved: ResolvedEnv, sim: sim2real.SimSettings) -> ResolvedEnv:
+    """`resolved` with the simulator-to-real wrappers of `sim` around its JAX env; it no
+    longer has a gymnasium twin (which would be the nominal env)."""
+    what = "randomize" if sim.randomize else "obs_noise, action_noise and action_delay"
+    if resolved.backend != "compiled" or resolved.jax_env is None:
+        raise ConfigError(
+            f"{what} wrap a JAX env, on the compiled backend; '{resolved.id}' runs on the "
+            "gymnasium backend"
+        )
+    if sim.randomize and not isinstance(resolved.jax_env, GymnaxEnv):
+        raise ConfigError(
+            f"randomize draws gymnax parameters (CartPole-v1, Pendulum-v1, ...); '{resolved.id}' "
+            "has none"
+        )
+    return dataclasses.replace(
+        resolved, jax_env=sim2real.wrap(resolved.jax_env, sim), make_gym=None
     )
 
 

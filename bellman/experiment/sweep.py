@@ -224,6 +224,10 @@ def sweep(
     preset: str | None = None,
     env_params: str | None = None,
     env_kwargs: str | None = None,
+    randomize: str | None = None,
+    obs_noise: float = 0.0,
+    action_noise: float = 0.0,
+    action_delay: int = 0,
     progress: bool = True,
     ray: str | None = None,
     ray_cpus: float = 1.0,
@@ -255,6 +259,10 @@ def sweep(
         preset=preset,
         env_params=env_params,
         env_kwargs=env_kwargs,
+        randomize=randomize,
+        obs_noise=obs_noise,
+        action_noise=action_noise,
+        action_delay=action_delay,
     )
     fields = cfg.field_types(type(base))
     grid_values, range_values = grid_of(grid, fields), ranges_of(ranges, fields)

@@ -60,7 +60,13 @@ from bellman.experiment.plots import learning_curve
 from bellman.experiment.policy import SavedRun, finite_algo, open_run, read_saved
 from bellman.experiment.progress import TrainingProgress
 from bellman.experiment.rundir import CURVE, RunDir, write_json
-from bellman.experiment.settings import Plan, RunSettings, check_resources, resolve_env
+from bellman.experiment.settings import (
+    Plan,
+    RunSettings,
+    changes_env,
+    check_resources,
+    resolve_env,
+)
 from bellman.experiment.value_plots import value_curves, value_map
 from bellman.nets import obs_features
 from bellman.runners.adversarial import CompiledAdversarial
@@ -587,7 +593,7 @@ class Trainer:
         algo_state = self.runner.algo_state(state)
         steps_trained = (update - first_update) * plan.steps_per_update
         # the env's possible returns bound the curve's band, unless its parameters were changed
-        changed = s.env_params is not None or s.env_kwargs is not None
+        changed = changes_env(dataclasses.asdict(s))
         bounds = None if changed else stats.RETURN_BOUNDS.get(self.env.id)
         runs = []
         for k, (config, rd) in enumerate(zip(self.configs, self.run_dirs, strict=True)):
@@ -917,6 +923,10 @@ def train(
     preset: str | None = None,
     env_params: str | None = None,
     env_kwargs: str | None = None,
+    randomize: str | None = None,
+    obs_noise: float = 0.0,
+    action_noise: float = 0.0,
+    action_delay: int = 0,
     progress: bool = True,
     config: Any = None,
     callbacks: Sequence[Callback] = (),
@@ -927,8 +937,8 @@ def train(
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
 
     `env` is an env id, `module:attr`, or a JAX env object (`bellman.envs.JaxEnv`; resuming or
-    loading its run takes the object again); `env_params` and `env_kwargs` as the
-    `RunSettings` fields of those names.
+    loading its run takes the object again); `env_params`, `env_kwargs`, `randomize`,
+    `obs_noise`, `action_noise` and `action_delay` as the `RunSettings` fields of those names.
     `config` is the algorithm's config (default: its defaults, with `preset` applied, or the
     preset the algorithm picks for the env); `overrides` replace single fields, e.g.
     `learning_rate=1e-3`. `callbacks` are called after every chunk (`bellman.Chunk`; one that
@@ -953,6 +963,10 @@ def train(
             "preset": preset,
             "env_params": env_params,
             "env_kwargs": env_kwargs,
+            "randomize": randomize,
+            "obs_noise": obs_noise,
+            "action_noise": action_noise,
+            "action_delay": action_delay,
             "dataset": None if dataset is None else str(dataset),
             "expert": None if expert is None else str(expert),
         },
