@@ -5,6 +5,8 @@
     bellman sweep ALGO --env ENV (--grid NAME=V1,V2,... ... | --random N --range NAME=LOW:HIGH ...)
                   [--seeds K] [--steps N] [--out DIR] [--<any config field> VALUE ...]
     bellman eval RUN_DIR [--episodes N] [--video] [--json] [--trust-env]
+                 [--params-grid NAME=LOW:HIGH:N,...]
+    bellman identify RUN_DIR --real NAME=VALUE,... --params NAME,... [--episodes N] [--json]
     bellman solve ENV [--method value-iteration|policy-iteration|policy-evaluation|...]
                   [--iterations N] [--show 1,2,3,10] [--json] [--plot] [--objective reward|cost]
     bellman compare RUN_OR_SWEEP_DIR... [--labels A B ...] [--out DIR] [--json] [--reps N]
@@ -269,6 +271,42 @@ def build_parser() -> Parser:
         help="allow importing the module of the run's module:Class env (a run directory is "
         "data; its code runs only when you say so)",
     )
+
+    ident = commands.add_parser(
+        "identify",
+        help="estimate a gymnax env's parameters from a policy's episodes in the real system",
+        description="System identification: record episodes of a run's policy (seed 0, with "
+        "exploration noise) in its env with the parameters --real, which the fit is not told, "
+        "and fit the parameters --params by gradient descent through the JAX env's dynamics "
+        "(one-step prediction error of the next observation). Writes RUN_DIR/identify/*.json "
+        "and prints the estimate as --env-params takes it.",
+    )
+    ident.add_argument("run_dir", metavar="RUN_DIR")
+    ident.add_argument(
+        "--real",
+        required=True,
+        metavar="NAME=VALUE,...",
+        help="the real system's parameters (as --env-params takes them)",
+    )
+    ident.add_argument(
+        "--params", required=True, metavar="NAME,...", help="the parameters to estimate"
+    )
+    ident.add_argument("--episodes", type=int, default=10, help="episodes recorded (default: 10)")
+    ident.add_argument(
+        "--noise",
+        type=float,
+        default=0.3,
+        help="exploration: Gaussian noise of NOISE x half the action range, or the probability "
+        "of a random discrete action (default: 0.3)",
+    )
+    ident.add_argument(
+        "--iterations", type=int, default=2000, help="Adam steps of the fit (default: 2000)"
+    )
+    ident.add_argument(
+        "--learning-rate", type=float, default=0.05, help="Adam's step size (default: 0.05)"
+    )
+    ident.add_argument("--seed", type=int, default=0, help="seed of the recorded episodes")
+    ident.add_argument("--json", action="store_true", help="print one JSON object")
 
     add_solve_parser(commands)
     add_compare_parser(commands)
@@ -1017,6 +1055,38 @@ def robustness_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identify(args: argparse.Namespace) -> int:
+    from bellman.experiment.identify import identify
+
+    result = identify(
+        args.run_dir,
+        args.real,
+        args.params,
+        episodes=args.episodes,
+        noise=args.noise,
+        iterations=args.iterations,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['env']}: {result['transitions']:,} transitions of {result['episodes']} "
+        f"episodes; one-step loss {result['loss'][0]:.3g} -> {result['loss'][-1]:.3g}"
+    )
+    for name, value in result["estimate"].items():
+        error = result["relative_error"][name]
+        shown = "" if error is None else f", error {100 * error:.2f}%"
+        print(
+            f"  {name}: {value:.6g} (simulator {result['start'][name]:.6g}, real "
+            f"{result['true'][name]:.6g}{shown})"
+        )
+    print(f"--env-params {result['env_params']}")
+    print(result["file"])
+    return 0
+
+
 def _iterations_to_show(text: str) -> list[int]:
     try:
         show = [int(part) for part in text.split(",") if part.strip()]
@@ -1246,6 +1316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "play": cmd_play,
                 "list": cmd_list,
                 "collect": cmd_collect,
+                "identify": cmd_identify,
             }
             handler = handlers[args.command]
             return handler(args)

@@ -241,3 +241,107 @@ def test_randomized_run_resumes_exactly(tmp_path: Path):
     # the env state carries each env's drawn parameters and pending actions
     args = [*RANDOMIZED, "--steps", "65536", "--checkpoint-every", "2048"]
     assert_resume_is_exact(args, "ppo", tmp_path, 64, 512)  # updates of 128 steps
+
+
+# ----- warm starts and system identification -----
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_runs_state(tmp_path: Path):
+    from bellman.experiment import checkpoint as ckpt
+
+    source, target = tmp_path / "source", tmp_path / "target"
+    args = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--evals", "0", "--quiet"]
+    assert run_cli(*args, "--steps", "4096", "--out", str(source)).returncode == 0
+    # a learning rate too small to move float32 weights: the networks stay the source's
+    started = run_cli(
+        *args, "--steps", "2048", "--env-params", "length=1.0", "--init-from", str(source),
+        "--learning-rate", "1e-30", "--out", str(target),
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    newest = lambda run: ckpt.read_arrays(ckpt.list_checkpoints(run / "checkpoints")[-1][1])
+    before, after = newest(source)["algo"], newest(target)["algo"]
+    params = 12  # the actor's and the critic's three dense layers, kernels and biases
+    for a, b in zip(before[:params], after[:params], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    fresh = tmp_path / "fresh"
+    assert run_cli(*args, "--steps", "2048", "--out", str(fresh)).returncode == 0
+    assert not np.allclose(newest(fresh)["algo"][0], before[0])
+    recorded = json.loads((target / "config.json").read_text())["settings"]["init_from"]
+    assert recorded == str(source.resolve())
+    for extra, message in [
+        (["--seeds", "3"], "has 2 seed(s)"),
+        (["--hidden-sizes", "32"], "other shapes"),
+    ]:
+        refused = run_cli(*args, *extra, "--init-from", str(source))
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    other = run_cli("train", "dqn", "--env", "CartPole-v1", "--seeds", "2", "--init-from",
+                    str(source))  # fmt: skip
+    assert other.returncode != 0 and "is a ppo run" in other.stderr
+
+
+class LinearParams:
+    """x' = a x + b u: the parameters, as a gymnax EnvParams behaves."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def replace(self, **changes):
+        return LinearParams(changes.get("a", self.a), changes.get("b", self.b))
+
+
+class LinearSystem:
+    """A linear system with the part of GymnaxEnv's interface that the fit uses."""
+
+    class spec:
+        id = "linear"
+
+    params = LinearParams(1.0, 1.0)
+
+    def step_with(self, key, state, action, params):
+        from bellman.envs.core import TimeStep
+
+        x = params.a * state + params.b * action
+        false = jnp.zeros((), bool)
+        return x, TimeStep(x, jnp.zeros(()), false, false, x, {})
+
+
+def test_identification_recovers_a_linear_systems_parameters():
+    from bellman.experiment.identify import fit
+
+    a, b = 0.85, 0.4
+    k1, k2 = jax.random.split(KEY)
+    states = jax.random.normal(k1, (50, 4, 2))
+    actions = jax.random.normal(k2, (50, 4, 2))
+    data = {
+        "state": states,
+        "action": actions,
+        "next_obs": a * states + b * actions,
+        "valid": jnp.ones((50, 4), bool),
+    }
+    found, losses = fit(LinearSystem(), data, ["a", "b"], 3000, 0.02)
+    assert found["a"] == pytest.approx(a, rel=1e-3) and found["b"] == pytest.approx(b, rel=1e-3)
+    assert losses[-1] < 1e-6 < losses[0]
+
+
+@pytest.mark.slow
+def test_identify_recovers_pendulum_mass_and_length(tmp_path: Path):
+    run = tmp_path / "run"
+    trained = run_cli("train", "ppo", "--env", "Pendulum-v1", "--steps", "2048", "--evals", "0",
+                      "--quiet", "--out", str(run))  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    found = run_cli("identify", str(run), "--real", "m=1.3,l=0.8", "--params", "m,l", "--json")
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    assert result["transitions"] == 10 * 200
+    assert result["estimate"]["m"] == pytest.approx(1.3, rel=0.01)
+    assert result["estimate"]["l"] == pytest.approx(0.8, rel=0.01)
+    assert Path(result["file"]).exists()
+    for args, message in [
+        (["--params", "masspole"], "no parameter"),
+        (["--params", "max_steps_in_episode"], "not a real number"),
+        (["--episodes", "0", "--params", "m"], "episodes must be"),
+    ]:
+        refused = run_cli("identify", str(run), "--real", "m=1.3", *args)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr

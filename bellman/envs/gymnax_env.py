@@ -151,6 +151,18 @@ class GymnaxEnv:
         env.cache_key = None
         return env
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether gymnax can pass gradients through this env's step (Pendulum-v1, ...)."""
+        return bool(self._env.supports_transition_gradients)
+
+    def with_gradients(self) -> GymnaxEnv:
+        """The same env with gradients through its step (gymnax stops them by default)."""
+        env = copy.copy(self)
+        env._env = self._env.with_transition_gradients()
+        env.cache_key = None
+        return env
+
     def reset_with(self, key: jax.Array, params: Any) -> tuple[Any, TimeStep]:
         """`reset` with the parameters `params` instead of the env's."""
         obs, state = self._env.reset_env(key, params)

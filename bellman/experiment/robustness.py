@@ -187,7 +187,7 @@ def write_map(run_dir: Path, result: dict[str, Any]) -> list[str]:
     return [str(json_path), str(csv_path), str(png_path)]
 
 
-def plot_map(result: dict[str, Any], path: Path, ax: Any = None) -> None:
+def plot_map(result: dict[str, Any], path: Path | None = None, ax: Any = None) -> None:
     """The heat map of mean return over the grid, held cells outlined, the nominal point marked;
     on `ax` if given (side-by-side figures), else saved to `path`."""
     import matplotlib
@@ -228,6 +228,7 @@ def plot_map(result: dict[str, Any], path: Path, ax: Any = None) -> None:
         f"{100 * result['held_fraction']:.0f}% of cells hold"
     )
     if own:
+        assert path is not None
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

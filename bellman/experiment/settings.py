@@ -89,6 +89,12 @@ class RunSettings:
     action_delay: int = 0
     """Steps between the policy choosing an action and the env receiving it, 0 to 1,000
     (compiled backend; an episode's first steps apply the null action)."""
+    init_from: str | None = None
+    """A run directory whose newest checkpoint's algorithm state (networks, target networks,
+    optimiser state, schedules) the run starts from instead of a fresh one: the same algorithm,
+    seeds and network shapes, on any env of the same spaces (fine-tuning on another simulator,
+    e.g. an identified one); the env, its replay memory and its episodes start fresh. Recorded as
+    its full path."""
     dataset: str | None = None
     """The offline algorithms' data (bc, td3bc, cql, iql; dagger's demonstrations, optional): a
     Minari dataset's directory (made by bellman collect) or its name under ./datasets or

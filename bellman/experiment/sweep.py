@@ -198,6 +198,11 @@ def prepare(
     info = algos.get(algo)
     run_settings = cfg.with_overrides(RunSettings(env=registry.env_label(env)), run)
     run_settings.validate()
+    if run_settings.init_from is not None:
+        raise ConfigError(
+            "init_from starts one run from another's state: use it with bellman train, without "
+            "a sweep or seed groups"
+        )
     run_settings, resolved = resolve_env(run_settings, run_settings.backend, env)
     check_first_seed(run_settings, resolved)
     base = cfg.with_overrides(preset_config(info, run_settings.preset, resolved.spec), fixed)

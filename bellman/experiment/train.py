@@ -47,6 +47,7 @@ from bellman.envs import games, registry
 from bellman.errors import (
     BellmanError,
     BellmanWarning,
+    CheckpointError,
     ConfigError,
     EnvError,
     RunDirError,
@@ -395,7 +396,8 @@ class Trainer:
         checkpoints/damaged/ (kept, never overwritten by the resumed run) and reported. A group
         resumes from the newest update every setting has an intact checkpoint of."""
         if not all(ckpt.list_checkpoints(rd.checkpoints) for rd in self.run_dirs):
-            return self.runner.init_state(), 0  # (a group killed before its first checkpoints)
+            # (a group killed before its first checkpoints)
+            return self.warm_start(self.runner.init_state()), 0
         templates = self.runner.checkpoint_templates()
         if len(self.configs) > 1:
             templates = jax.eval_shape(lambda t: self.part(t, 0), templates)
@@ -422,6 +424,19 @@ class Trainer:
             return self.restore_at(update, templates)
         joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p for _, p in parts])
         return self.runner.from_checkpoint_parts(joined, update), update
+
+    def warm_start(self, state: Any) -> Any:
+        """`state` with the algorithm state of `init_from`'s newest intact checkpoint, if the
+        run names one (`check_init_from` checked that its shapes are this run's)."""
+        if self.settings.init_from is None:
+            return state
+        source = RunDir.open(Path(self.settings.init_from))
+        templates = self.runner.checkpoint_templates()
+        loaded = ckpt.load_newest(
+            source.checkpoints, {"algo": templates["algo"]}, check=finite_algo, restructure=True
+        )
+        parts = self.runner.checkpoint_parts(state)
+        return self.runner.from_checkpoint_parts({**parts, "algo": loaded.parts["algo"]}, 0)
 
     def restore_at(self, update: int, templates: dict[str, Any]) -> tuple[Any, int]:
         """Every setting's checkpoint of `update` (a group whose settings' newest differ)."""
@@ -789,6 +804,45 @@ def check_dataset(
     return dataclasses.replace(settings, dataset=str(data.path.resolve()))
 
 
+def check_init_from(
+    info: algos.AlgoInfo,
+    settings: RunSettings,
+    config: Any,
+    resolved: registry.ResolvedEnv,
+    plan: Plan,
+) -> RunSettings:
+    """A run started from another's algorithm state (`init_from`) needs one of the same
+    algorithm, seeds and state shapes with a checkpoint; the settings record its full path."""
+    if settings.init_from is None:
+        return settings
+    source = RunDir.open(cfg.as_path("init_from", settings.init_from))
+    saved = read_saved(source, trust_env=False)
+    where = f"--init-from {settings.init_from}"
+    if saved.info.name != info.name:
+        raise ConfigError(f"{where} is a {saved.info.name} run; this run trains {info.name}")
+    if saved.settings.seeds != settings.seeds:
+        raise ConfigError(
+            f"{where} has {saved.settings.seeds} seed(s); this run has {settings.seeds}: each "
+            "seed starts from the same seed's state"
+        )
+    if not ckpt.list_checkpoints(source.checkpoints):
+        raise CheckpointError(f"{where} has no checkpoint yet")
+    keys = seed_keys(settings.seed, settings.seeds)
+
+    def shapes(c: Any, total_updates: int) -> list[tuple[Any, Any]]:
+        """The state's arrays' shapes and types (its static fields, as the schedules' lengths,
+        are this run's)."""
+        init = lambda key: info.module.init(key, c, resolved.spec, total_updates)
+        return [(x.shape, x.dtype) for x in jax.tree.leaves(jax.eval_shape(jax.vmap(init), keys))]
+
+    if shapes(saved.config, saved.plan.total_updates) != shapes(config, plan.total_updates):
+        raise ConfigError(
+            f"{where} holds a {info.name} state of other shapes than this run's (its networks "
+            "or the env's spaces differ): give the settings it was trained with"
+        )
+    return dataclasses.replace(settings, init_from=str(source.path.resolve()))
+
+
 def check_expert(
     info: algos.AlgoInfo, settings: RunSettings, resolved: registry.ResolvedEnv
 ) -> RunSettings:
@@ -932,6 +986,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     dataset: str | Path | None = None,
     expert: str | Path | None = None,
+    init_from: str | Path | None = None,
     **overrides: Any,
 ) -> Run:
     """Train `algo` on `env` and return the run (its summary, final parameters and metrics).
@@ -969,6 +1024,7 @@ def train(
             "action_delay": action_delay,
             "dataset": None if dataset is None else str(dataset),
             "expert": None if expert is None else str(expert),
+            "init_from": None if init_from is None else str(init_from),
         },
     )
     settings.validate()
@@ -990,6 +1046,7 @@ def train(
     steps_per_update = algo_config.num_envs * algo_config.num_steps
     plan = Plan.make(settings, budget, steps_per_update)
     check_resources(info, algo_config, resolved, settings, plan)
+    settings = check_init_from(info, settings, algo_config, resolved, plan)
     run_dir = RunDir.create(
         cfg.as_path("out", out) if out is not None else default_run_dir(info.name, settings.env),
         run_record(info.name, settings, algo_config, resolved, plan),
