@@ -345,3 +345,60 @@ def test_identify_recovers_pendulum_mass_and_length(tmp_path: Path):
         refused = run_cli("identify", str(run), "--real", "m=1.3", *args)
         assert refused.returncode != 0 and message in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+# ----- MuJoCo on the host -----
+
+
+@pytest.mark.parametrize("name", ["mass", "friction", "damping", "gain"])
+def test_each_mujoco_quantity_changes_the_dynamics(name):
+    pytest.importorskip("mujoco")
+    import gymnasium as gym
+
+    from bellman.envs.mujoco_randomize import FIELDS, MujocoRandomization
+
+    def rollout(env):
+        env.reset(seed=3)
+        action = np.full(env.action_space.shape, 0.8, np.float32)
+        return np.concatenate([env.step(action)[0] for _ in range(20)])
+
+    nominal = rollout(gym.make("HalfCheetah-v5"))
+    env = MujocoRandomization(gym.make("HalfCheetah-v5"), {name: (2.5, 3.0)})
+    changed = rollout(env)
+    assert not np.allclose(changed, nominal, atol=1e-4), name
+    model, field = env.unwrapped.model, FIELDS[name][0]
+    drawn = env.factors[name]
+    assert (drawn >= 2.5).all() and (drawn <= 3.0).all() and drawn.std() > 0
+    current = getattr(model, field)
+    current = current[:, 0] if current.ndim > 1 else current
+    base = env.nominal[field]
+    base = base[:, 0] if base.ndim > 1 else base
+    np.testing.assert_allclose(current, base * drawn)
+    # the same seed, the same draw; another episode, another
+    env.reset(seed=3)
+    np.testing.assert_array_equal(env.factors[name], drawn)
+    env.reset()
+    assert not np.array_equal(env.factors[name], drawn)
+
+
+@pytest.mark.slow
+def test_host_mujoco_randomized_run_and_its_map(tmp_path: Path):
+    pytest.importorskip("mujoco")
+    out = tmp_path / "run"
+    trained = run_cli(
+        "train", "sac", "--env", "HalfCheetah-v5", "--backend", "gymnasium", "--steps", "300",
+        "--learning-starts", "200", "--evals", "0", "--eval-episodes", "1", "--quiet",
+        "--randomize", "mass=0.5:1.5,friction=0.5:1.5", "--out", str(out),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    shown = run_cli(
+        "eval", str(out), "--params-grid", "mass=0.5:1.5:2,friction=1:1:1", "--episodes", "1",
+        "--json",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)
+    assert np.asarray(result["return_mean"]).shape == (2, 1)
+    assert result["nominal"] == {"mass": 1.0, "friction": 1.0}
+    refused = run_cli("train", "sac", "--env", "HalfCheetah-v5", "--backend", "gymnasium",
+                      "--randomize", "length=1:2")  # fmt: skip
+    assert refused.returncode != 0 and "mass, friction, damping, gain" in refused.stderr

@@ -22,14 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bellman.envs import sim2real
+from bellman.envs import mujoco_randomize, registry, sim2real
 from bellman.envs.gymnax_env import GymnaxEnv
 from bellman.errors import ConfigError, EnvError
 from bellman.experiment.policy import open_run
 from bellman.experiment.rundir import write_json
 from bellman.experiment.settings import check_evaluation_request
-from bellman.experiment.train import eval_keys
-from bellman.runners.evaluation import evaluate_jax
+from bellman.experiment.train import eval_env_seed, eval_keys
+from bellman.runners.evaluation import evaluate_gymnasium, evaluate_jax
 
 HOLD = 0.1
 """A cell holds within this fraction of the nominal return's size."""
@@ -106,15 +106,17 @@ def robustness_map(
     grid = parse_grid(grid_text)
     trained = open_run(run_dir, None, trust_env=trust_env, checkpoint=checkpoint)
     env = trained.env
-    if env.backend != "compiled" or env.jax_env is None:
-        raise EnvError(
-            "--params-grid evaluates a policy in a compiled gymnax env; this run trained on "
-            f"'{env.id}' on the {env.backend} backend"
-        )
     if trained.info.family == "control":
         raise EnvError(
             f"{trained.info.name} plans with a model of the env it trained on; --params-grid "
             "evaluates policies"
+        )
+    if env.backend == "gymnasium" and registry.is_mujoco(env.spec):
+        return host_map(trained, grid, episodes, seed, write)
+    if env.backend != "compiled" or env.jax_env is None:
+        raise EnvError(
+            "--params-grid evaluates a policy in a compiled gymnax env, or a MuJoCo env on the "
+            f"gymnasium backend; this run trained on '{env.id}' on the {env.backend} backend"
         )
     base = gymnax_base(env.jax_env)
     sim2real.check_randomizable(env.id, base.params, {name: (0.0, 0.0) for name in grid})
@@ -142,12 +144,59 @@ def robustness_map(
     seeds = trained.settings.seeds
     keys = eval_keys(seed, seeds, 2**30)
     returns, _ = over_grid(jnp.asarray(points, jnp.float32), trained.algo_state, keys)
-    returns = np.asarray(returns, np.float64).mean(axis=2)  # [points, seeds]
+    returns = np.asarray(returns, np.float64)  # [points, seeds, episodes]
+    return summarize(trained, grid, nominal, returns, episodes, write)
+
+
+def host_map(
+    trained: Any, grid: dict[str, np.ndarray], episodes: int, seed: int, write: bool
+) -> dict[str, Any]:
+    """The map of a MuJoCo run on the gymnasium backend: the grid's values are factors of the
+    model's own (`bellman.envs.mujoco_randomize`), one cell after another."""
+    env, settings = trained.env, trained.settings
+    mujoco_randomize.check_names(env.id, {n: (float(v.min()), 1.0) for n, v in grid.items()})
+    nominal_env = registry.resolve(
+        settings.env, "gymnasium", settings.env_params, settings.env_kwargs
+    )
+    assert nominal_env.make_gym is not None
+    names = list(grid)
+    mesh = np.meshgrid(*grid.values(), indexing="ij")
+    points = [*np.stack([m.ravel() for m in mesh], axis=1), np.ones(len(names))]
+    rows = []
+    for point in points:
+        ranges = {n: (float(v), float(v)) for n, v in zip(names, point, strict=True)}
+        returns, _ = evaluate_gymnasium(
+            trained.info.module,
+            trained.config,
+            env.spec,
+            env.id,
+            mujoco_randomize.randomized_factory(nominal_env.make_gym, ranges),
+            trained.algo_state,
+            episodes,
+            seed=eval_env_seed(seed, 2**30),
+        )
+        rows.append(returns)
+    nominal = {name: 1.0 for name in names}
+    return summarize(trained, grid, nominal, np.stack(rows), episodes, write)
+
+
+def summarize(
+    trained: Any,
+    grid: dict[str, np.ndarray],
+    nominal: dict[str, float],
+    returns: np.ndarray,
+    episodes: int,
+    write: bool,
+) -> dict[str, Any]:
+    """The map's record from returns `[points + 1, seeds, episodes]` (the nominal point last)."""
+    returns = returns.mean(axis=2)
+    seeds = returns.shape[1]
     shape = tuple(len(v) for v in grid.values())
     per_seed = returns[:-1].reshape(*shape, seeds)
     mean = per_seed.mean(axis=-1)
     nominal_return = float(returns[-1].mean())
     holds = held(mean, nominal_return)
+    env = trained.env
     result: dict[str, Any] = {
         "run_dir": str(trained.run_dir.path),
         "algo": trained.info.name,
@@ -187,9 +236,15 @@ def write_map(run_dir: Path, result: dict[str, Any]) -> list[str]:
     return [str(json_path), str(csv_path), str(png_path)]
 
 
-def plot_map(result: dict[str, Any], path: Path | None = None, ax: Any = None) -> None:
+def plot_map(
+    result: dict[str, Any],
+    path: Path | None = None,
+    ax: Any = None,
+    limits: tuple[float, float] | None = None,
+) -> None:
     """The heat map of mean return over the grid, held cells outlined, the nominal point marked;
-    on `ax` if given (side-by-side figures), else saved to `path`."""
+    on `ax` if given (side-by-side figures, sharing the colour scale `limits`), else saved to
+    `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +260,8 @@ def plot_map(result: dict[str, Any], path: Path | None = None, ax: Any = None) -
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6, 4.8))
-    image = ax.imshow(mean.T, origin="lower", aspect="auto", cmap="viridis")
+    low, high = limits if limits is not None else (None, None)
+    image = ax.imshow(mean.T, origin="lower", aspect="auto", cmap="viridis", vmin=low, vmax=high)
     ax.figure.colorbar(image, ax=ax, label="mean greedy return")
     for i, j in zip(*np.nonzero(holds), strict=True):
         ax.add_patch(

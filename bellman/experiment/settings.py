@@ -17,7 +17,7 @@ from bellman import buffers
 from bellman import config as cfg
 from bellman.algos import AlgoInfo
 from bellman.config import INT32_MAX, SEED_MAX
-from bellman.envs import options, registry, sim2real
+from bellman.envs import mujoco_randomize, options, registry, sim2real
 from bellman.envs.gymnax_env import GymnaxEnv
 from bellman.envs.protocol import OBJECT
 from bellman.envs.registry import ResolvedEnv
@@ -77,9 +77,11 @@ class RunSettings:
     function of module:attr, jumanji.make for jumanji:<id>), as key=value,..., a JSON object or a
     .json file holding one; recorded as JSON."""
     randomize: str | None = None
-    """Domain randomisation (compiled gymnax envs): parameters drawn uniformly when each episode
-    starts, as name=low:high,... (m=0.5:2.0,l=0.7:1.3 on Pendulum-v1), a JSON object of
-    [low, high] lists or a .json file holding one; recorded as JSON."""
+    """Domain randomisation: parameters drawn uniformly when each episode starts, as
+    name=low:high,... (gymnax envs: their parameters, in their units, m=0.5:2.0,l=0.7:1.3 on
+    Pendulum-v1; MuJoCo envs on the gymnasium backend: mass, friction, damping and gain, as
+    factors of the model's values), a JSON object of [low, high] lists or a .json file holding
+    one; recorded as JSON."""
     obs_noise: float = 0.0
     """Standard deviation of Gaussian noise added to every observation (compiled backend)."""
     action_noise: float = 0.0
@@ -201,12 +203,18 @@ def resolve_env(
 def with_sim(resolved: ResolvedEnv, sim: sim2real.SimSettings) -> ResolvedEnv:
     """`resolved` with the simulator-to-real wrappers of `sim` around its JAX env; it no
     longer has a gymnasium twin (which would be the nominal env)."""
-    what = "randomize" if sim.randomize else "obs_noise, action_noise and action_delay"
+    noise = sim.obs_noise or sim.action_noise or sim.action_delay
     if resolved.backend != "compiled" or resolved.jax_env is None:
-        raise ConfigError(
-            f"{what} wrap a JAX env, on the compiled backend; '{resolved.id}' runs on the "
-            "gymnasium backend"
-        )
+        if noise or not registry.is_mujoco(resolved.spec):
+            what = "obs_noise, action_noise and action_delay" if noise else "randomize"
+            raise ConfigError(
+                f"{what} wrap a JAX env, on the compiled backend (and randomize a MuJoCo env's "
+                f"model on the gymnasium backend); '{resolved.id}' runs on the gymnasium backend"
+            )
+        assert sim.randomize is not None and resolved.make_gym is not None
+        mujoco_randomize.check_names(resolved.id, sim.randomize)
+        factory = mujoco_randomize.randomized_factory(resolved.make_gym, sim.randomize)
+        return dataclasses.replace(resolved, make_gym=factory)
     if sim.randomize and not isinstance(resolved.jax_env, GymnaxEnv):
         raise ConfigError(
             f"randomize draws gymnax parameters (CartPole-v1, Pendulum-v1, ...); '{resolved.id}' "

@@ -1,0 +1,94 @@
+"""Domain randomisation of gymnasium's MuJoCo envs (host backend): the model's physics scaled
+per episode.
+
+`--randomize mass=0.7:1.3,friction=0.5:1.5` on a MuJoCo env draws, when each episode starts, one
+factor per element from the named range and multiplies the nominal model by it:
+
+    mass       every body's mass (and its inertia, by the same factor: the same shape, heavier)
+    friction   every geom's sliding friction
+    damping    every joint degree of freedom's damping
+    gain       every actuator's gear (the force per unit of control)
+
+The factors are multiples of the model's own values (unlike gymnax parameters, which are set in
+their units), since a model has one value per body, geom, joint or actuator. A reset with a seed
+reseeds the draws, so seeded episodes are reproducible.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from bellman.errors import ConfigError, closest
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "mass": ("body_mass", "body_inertia"),
+    "friction": ("geom_friction",),
+    "damping": ("dof_damping",),
+    "gain": ("actuator_gear",),
+}
+"""A randomised quantity -> the MjModel arrays it scales (friction: the sliding column only;
+gain: the gear's first column, the one a motor uses)."""
+FIRST_COLUMN = {"geom_friction", "actuator_gear"}
+
+
+def check_names(env_id: str, ranges: dict[str, tuple[float, float]]) -> None:
+    """ConfigError for a name that is not one of FIELDS, or a factor range that is not
+    positive."""
+    for name, (low, _) in ranges.items():
+        if name not in FIELDS:
+            raise ConfigError(
+                f"{env_id} (MuJoCo) randomizes {', '.join(FIELDS)} as factors of the model's "
+                f"values, not '{name}'{closest(name, list(FIELDS))}"
+            )
+        if low <= 0:
+            raise ConfigError(f"randomize {name} is a factor of the model's values: low > 0")
+
+
+class MujocoRandomization(gym.Wrapper):
+    """Scales the MuJoCo model's `ranges` quantities by factors drawn at every reset."""
+
+    def __init__(self, env: gym.Env, ranges: dict[str, tuple[float, float]]):
+        super().__init__(env)
+        model = env.unwrapped.model  # type: ignore[attr-defined]
+        self.ranges = ranges
+        self.nominal = {
+            field: np.array(getattr(model, field), copy=True)
+            for name in ranges
+            for field in FIELDS[name]
+        }
+        self.rng = np.random.default_rng()
+        self.factors: dict[str, np.ndarray] = {}
+
+    def _draw(self) -> None:
+        model = self.env.unwrapped.model  # type: ignore[attr-defined]
+        for name, (low, high) in self.ranges.items():
+            fields = FIELDS[name]
+            count = len(self.nominal[fields[0]])
+            factor = self.rng.uniform(low, high, count)
+            self.factors[name] = factor
+            for field in fields:
+                target, nominal = getattr(model, field), self.nominal[field]
+                if field in FIRST_COLUMN:
+                    target[:, 0] = nominal[:, 0] * factor
+                else:
+                    shape = (count,) + (1,) * (nominal.ndim - 1)
+                    target[...] = nominal * factor.reshape(shape)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 0x5EED])
+        self._draw()
+        return self.env.reset(seed=seed, options=options)
+
+
+def randomized_factory(factory: Any, ranges: dict[str, tuple[float, float]]) -> Any:
+    """`factory` (an EnvFactory) with every env it makes wrapped in MujocoRandomization."""
+    return functools.partial(_make_randomized, factory, ranges)
+
+
+def _make_randomized(factory: Any, ranges: dict[str, tuple[float, float]], **kwargs: Any) -> Any:
+    return MujocoRandomization(factory(**kwargs), ranges)
