@@ -1,19 +1,23 @@
 """Domain randomisation against nominal training, on the same grid of held-out physics; writes
 RESULTS.md's sections sim2real-cartpole and sim2real-pendulum and benchmarks/sim2real_<env>.png.
 
-    python benchmarks/sim2real_results.py [--only cartpole,pendulum,sysid] [--note "..."]
-        [--redraw]
+    python benchmarks/sim2real_results.py [--only cartpole,pendulum,sysid,halfcheetah]
+        [--note "..."] [--reuse] [--redraw]
 
 For each env (compiled, gymnax): one `bellman train` on the nominal parameters and one with
 `--randomize` over the grid's box (the same algorithm, settings, seeds and budget), then
 `bellman eval RUN --params-grid ...` on each: every seed's greedy return at every grid point
-(20 episodes each) and at the nominal parameters. A cell *holds* when the mean over seeds is at
-least the run's own nominal return less a tenth of its size (bellman.experiment.robustness).
+(20 episodes each; HalfCheetah 5) and at the nominal parameters. A cell *holds* when the mean
+over seeds is at least the run's own nominal return less a tenth of its size
+(bellman.experiment.robustness).
 The grid's points are not values either run trained on (the randomized run's draws are
 continuous); its box is the randomized run's training box.
 
 - cartpole: PPO (its defaults), 500,000 steps, 4 seeds; pole mass x pole length.
 - pendulum: SAC (its pendulum preset), 30,000 steps, 4 seeds; mass x length.
+- halfcheetah: SAC on the gymnasium backend (its mujoco preset), 100,000 steps, 1 seed; body
+  masses x sliding friction, as factors of the model's values (bellman.envs.mujoco_randomize),
+  5 episodes per cell.
 - sysid (after pendulum): `bellman identify` on the nominal Pendulum run in a pendulum of other
   mass and length, fine-tuning there with `--init-from` (see SYSID), and the returns before and
   after on the real pendulum.
@@ -41,6 +45,25 @@ WORKLOADS = {
         "ranges": {"masspole": (0.05, 2.0, 7), "length": (0.1, 2.0, 7)},
         "what": "PPO (its defaults), 500,000 env steps per seed, 4 seeds",
     },
+    "halfcheetah": {
+        "env": "HalfCheetah-v5",
+        "train": [
+            "sac",
+            "--backend",
+            "gymnasium",
+            "--preset",
+            "mujoco",
+            "--steps",
+            "100000",
+            "--seeds",
+            "1",
+            "--eval-episodes",
+            "5",
+        ],
+        "ranges": {"mass": (0.5, 1.5, 3), "friction": (0.5, 1.5, 3)},
+        "what": "SAC on the gymnasium backend (its mujoco preset), 100,000 env steps, 1 seed",
+        "episodes": 5,
+    },
     "pendulum": {
         "env": "Pendulum-v1",
         "train": ["sac", "--preset", "pendulum", "--steps", "30000", "--seeds", "4"],
@@ -57,19 +80,24 @@ def bellman(*args: str) -> str:
     return result.stdout
 
 
-def train_and_map(name: str, spec: dict, randomized: bool) -> dict:
-    """Train one run (fresh) and map it over the workload's grid."""
+def train_and_map(name: str, spec: dict, randomized: bool, reuse: bool = False) -> dict:
+    """Train one run (fresh, unless `reuse` and it finished) and map it over the grid."""
     out = BASE / f"{name}-{'randomized' if randomized else 'nominal'}"
-    shutil.rmtree(out, ignore_errors=True)
+    if not (reuse and (out / "summary.json").exists()):
+        shutil.rmtree(out, ignore_errors=True)
     ranges = spec["ranges"]
     args = ["train", *spec["train"], "--env", spec["env"], "--evals", "0", "--quiet"]
     if randomized:
         args += ["--randomize", ",".join(f"{n}={lo}:{hi}" for n, (lo, hi, _) in ranges.items())]
     args += ["--out", str(out.relative_to(ROOT))]
-    bellman(*args)
+    if not (out / "summary.json").exists():
+        bellman(*args)
     summary = json.loads((out / "summary.json").read_text())
     grid = ",".join(f"{n}={lo}:{hi}:{k}" for n, (lo, hi, k) in ranges.items())
-    mapped = json.loads(bellman("eval", str(out), "--params-grid", grid, "--json"))
+    episodes = str(spec.get("episodes", 20))
+    mapped = json.loads(
+        bellman("eval", str(out), "--params-grid", grid, "--episodes", episodes, "--json")
+    )
     return {"command": "bellman " + " ".join(args), "summary": summary, "map": mapped}
 
 
@@ -221,8 +249,13 @@ def sysid_markdown(data: dict, note: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="cartpole,pendulum,sysid")
+    parser.add_argument("--only", default="cartpole,pendulum,sysid,halfcheetah")
     parser.add_argument("--note", default="", help="a sentence on how the runs were made")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the finished training runs in benchmarks/out/sim2real (map them again)",
+    )
     parser.add_argument(
         "--redraw",
         action="store_true",
@@ -239,7 +272,8 @@ def main() -> None:
             if name == "sysid":
                 result: dict = sysid()
             else:
-                result = {kind: train_and_map(name, WORKLOADS[name], kind == "randomized")
+                result = {kind: train_and_map(name, WORKLOADS[name], kind == "randomized",
+                                              args.reuse)
                           for kind in ("nominal", "randomized")}  # fmt: skip
             record[name] = {"meta": meta, "runs": result, "note": args.note}
             saved.write_text(json.dumps(record, indent=1, default=str))
