@@ -277,16 +277,19 @@ def build_parser() -> Parser:
         help="estimate a gymnax env's parameters from a policy's episodes in the real system",
         description="System identification: record episodes of a run's policy (seed 0, with "
         "exploration noise) in its env with the parameters --real, which the fit is not told, "
-        "and fit the parameters --params by gradient descent through the JAX env's dynamics "
-        "(one-step prediction error of the next observation). Writes RUN_DIR/identify/*.json "
-        "and prints the estimate as --env-params takes it.",
+        "and fit the parameters --params to the one-step prediction error of the next "
+        "observation: by gradient descent through a gymnax env's dynamics, or by CMA-ES for a "
+        "MuJoCo env on the gymnasium backend (replaying the recorded MuJoCo states). Writes "
+        "RUN_DIR/identify/*.json and prints the estimate as --env-params (or --randomize) "
+        "takes it.",
     )
     ident.add_argument("run_dir", metavar="RUN_DIR")
     ident.add_argument(
         "--real",
         required=True,
         metavar="NAME=VALUE,...",
-        help="the real system's parameters (as --env-params takes them)",
+        help="the real system's parameters (as --env-params takes them; a MuJoCo env on the "
+        "gymnasium backend: mass, friction, damping, gain as factors of the model's values)",
     )
     ident.add_argument(
         "--params", required=True, metavar="NAME,...", help="the parameters to estimate"
@@ -300,7 +303,11 @@ def build_parser() -> Parser:
         "of a random discrete action (default: 0.3)",
     )
     ident.add_argument(
-        "--iterations", type=int, default=2000, help="Adam steps of the fit (default: 2000)"
+        "--iterations",
+        type=int,
+        default=None,
+        help="Adam steps of the fit (default: 2000), or CMA-ES generations for a MuJoCo env "
+        "(default: 30)",
     )
     ident.add_argument(
         "--learning-rate", type=float, default=0.05, help="Adam's step size (default: 0.05)"
@@ -1082,7 +1089,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
             f"  {name}: {value:.6g} (simulator {result['start'][name]:.6g}, real "
             f"{result['true'][name]:.6g}{shown})"
         )
-    print(f"--env-params {result['env_params']}")
+    if result["env_params"] is not None:
+        print(f"--env-params {result['env_params']}")
+    else:  # a MuJoCo model's factors: a randomisation of one value each
+        print(f"--randomize {result['randomize']}")
     print(result["file"])
     return 0
 

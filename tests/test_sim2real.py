@@ -399,6 +399,16 @@ def test_host_mujoco_randomized_run_and_its_map(tmp_path: Path):
     result = json.loads(shown.stdout)
     assert np.asarray(result["return_mean"]).shape == (2, 1)
     assert result["nominal"] == {"mass": 1.0, "friction": 1.0}
+    # system identification of the model's factors by CMA-ES, replaying MuJoCo states
+    found = run_cli(
+        "identify", str(out), "--real", "mass=1.3,friction=0.7", "--params", "mass,friction",
+        "--episodes", "1", "--iterations", "15", "--noise", "0.5", "--json",
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    identified = json.loads(found.stdout)
+    assert identified["method"] == "cma-es" and identified["transitions"] == 1000
+    assert identified["estimate"]["mass"] == pytest.approx(1.3, rel=0.03)
+    assert identified["estimate"]["friction"] == pytest.approx(0.7, rel=0.03)
     refused = run_cli("train", "sac", "--env", "HalfCheetah-v5", "--backend", "gymnasium",
                       "--randomize", "length=1:2")  # fmt: skip
     assert refused.returncode != 0 and "mass, friction, damping, gain" in refused.stderr

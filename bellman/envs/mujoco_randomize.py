@@ -64,11 +64,19 @@ class MujocoRandomization(gym.Wrapper):
         self.factors: dict[str, np.ndarray] = {}
 
     def _draw(self) -> None:
-        model = self.env.unwrapped.model  # type: ignore[attr-defined]
+        factors = {}
         for name, (low, high) in self.ranges.items():
+            count = len(self.nominal[FIELDS[name][0]])
+            factors[name] = self.rng.uniform(low, high, count)
+        self.set_factors(factors)
+
+    def set_factors(self, factors: dict[str, Any]) -> None:
+        """Scale the model's quantities by `factors` (a number, or one per element)."""
+        model = self.env.unwrapped.model  # type: ignore[attr-defined]
+        for name, given in factors.items():
             fields = FIELDS[name]
             count = len(self.nominal[fields[0]])
-            factor = self.rng.uniform(low, high, count)
+            factor = np.broadcast_to(np.asarray(given, np.float64), (count,))
             self.factors[name] = factor
             for field in fields:
                 target, nominal = getattr(model, field), self.nominal[field]

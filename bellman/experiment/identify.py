@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bellman.envs import options, sim2real
+from bellman.envs import mujoco_randomize, options, registry, sim2real
 from bellman.envs.spaces import Box, Discrete
 from bellman.errors import ConfigError, EnvError
 from bellman.experiment.policy import open_run
@@ -35,6 +35,10 @@ from bellman.experiment.robustness import gymnax_base
 from bellman.experiment.rundir import write_json
 from bellman.runners.common import env_action
 
+ITERATIONS = 2000
+"""Adam steps of the gradient fit, by default."""
+HOST_GENERATIONS = 30
+"""CMA-ES generations of the host fit, by default."""
 MAX_EPISODES = 10_000
 MAX_ITERATIONS = 1_000_000
 
@@ -143,17 +147,19 @@ def identify(
     params: str,
     episodes: int = 10,
     noise: float = 0.3,
-    iterations: int = 2000,
+    iterations: int | None = None,
     learning_rate: float = 0.05,
     seed: int = 0,
     trust_env: bool = False,
 ) -> dict[str, Any]:
     """Record `episodes` episodes of the run's policy in the env with the parameters `real`
     (name=value,...), fit the parameters `params` (comma-separated names) and return the
-    estimates, their errors and the fit's loss; written to RUN_DIR/identify/<time>.json."""
+    estimates, their errors and the fit's loss; written to RUN_DIR/identify/<time>.json.
+    `iterations`: Adam steps (default ITERATIONS), or CMA-ES generations for a MuJoCo env on
+    the gymnasium backend (`identify_host`, default HOST_GENERATIONS)."""
     if not 1 <= episodes <= MAX_EPISODES:
         raise ConfigError(f"episodes must be from 1 to {MAX_EPISODES:,}, not {episodes!r}")
-    if not 1 <= iterations <= MAX_ITERATIONS:
+    if iterations is not None and not 1 <= iterations <= MAX_ITERATIONS:
         raise ConfigError(f"iterations must be from 1 to {MAX_ITERATIONS:,}, not {iterations!r}")
     if not (np.isfinite(noise) and noise >= 0):
         raise ConfigError(f"noise must be a finite number >= 0, not {noise!r}")
@@ -164,13 +170,17 @@ def identify(
         raise ConfigError(f"--params takes parameter names separated by commas, not '{params}'")
     trained = open_run(run_dir, None, trust_env=trust_env)
     env = trained.env
-    if env.backend != "compiled" or env.jax_env is None:
-        raise EnvError(
-            f"identify fits a gymnax env's parameters; this run trained on '{env.id}' on the "
-            f"{env.backend} backend"
-        )
     if trained.info.family == "control":
         raise EnvError(f"{trained.info.name} is a planner; identify records with a policy")
+    if env.backend == "gymnasium" and registry.is_mujoco(env.spec):
+        generations = HOST_GENERATIONS if iterations is None else iterations
+        return identify_host(trained, real, names, episodes, noise, generations, seed)
+    iterations = ITERATIONS if iterations is None else iterations
+    if env.backend != "compiled" or env.jax_env is None:
+        raise EnvError(
+            f"identify fits a gymnax env's parameters, or a MuJoCo model's on the gymnasium "
+            f"backend; this run trained on '{env.id}' on the {env.backend} backend"
+        )
     base = gymnax_base(env.jax_env)
     if not base.differentiable:
         raise EnvError(
@@ -212,6 +222,120 @@ def identify(
         },
         "loss": history,
         "env_params": ",".join(f"{n}={found[n]:.6g}" for n in names),
+    }
+    folder = trained.run_dir.path / "identify"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    result["file"] = str(path)
+    write_json(path, result)
+    return result
+
+
+# ----- MuJoCo models on the host: CMA-ES -----
+
+HOST_TRANSITIONS = 2000
+"""The recorded transitions the host fit replays per candidate (a random subset)."""
+HOST_POPULATION = 16
+
+
+def identify_host(
+    trained: Any,
+    real: str,
+    names: list[str],
+    episodes: int,
+    noise: float,
+    generations: int,
+    seed: int,
+) -> dict[str, Any]:
+    """A MuJoCo env's model factors (`bellman.envs.mujoco_randomize`: one factor per quantity,
+    all bodies' masses by the same factor, say) fitted by CMA-ES: the real system is the model
+    scaled by `real`; a candidate is scored by replaying recorded transitions from their
+    MuJoCo states (qpos, qvel) through the candidate model (one-step error of the next
+    observation). `generations` generations of HOST_POPULATION candidates, on log-factors."""
+    from evosax import algorithms as evosax_algorithms
+
+    env, settings = trained.env, trained.settings
+    factors = {n: float(v) for n, v in options.parse(real, "real").items()}
+    mujoco_randomize.check_names(env.id, {n: (v, v) for n, v in factors.items()})
+    mujoco_randomize.check_names(env.id, {n: (1.0, 1.0) for n in names})
+    nominal = registry.resolve(settings.env, "gymnasium", settings.env_params, settings.env_kwargs)
+    assert nominal.make_gym is not None
+    ranges = {n: (v, v) for n, v in factors.items()}
+    real_env = mujoco_randomize.randomized_factory(nominal.make_gym, ranges)()
+    module, config, spec = trained.info.module, trained.config, env.spec
+    state = jax.tree.map(lambda x: x[0], trained.algo_state)
+    greedy = jax.jit(lambda obs: module.greedy(config, spec, state, obs[None])[0])
+    rng = np.random.default_rng(seed)
+    space = spec.action_space
+    assert isinstance(space, Box)
+    low, high = np.asarray(space.low), np.asarray(space.high)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    try:
+        for episode in range(episodes):
+            obs, _ = real_env.reset(seed=seed + episode)
+            done = False
+            while not done:
+                model_env: Any = real_env.unwrapped
+                qpos, qvel = model_env.data.qpos.copy(), model_env.data.qvel.copy()
+                action = np.asarray(greedy(jnp.asarray(obs, jnp.float32)), np.float64)
+                action = np.clip(action + noise * (high - low) / 2 * rng.normal(size=action.shape),
+                                 low, high)  # fmt: skip
+                obs, _, terminated, truncated, _ = real_env.step(action.astype(np.float32))
+                rows.append((qpos, qvel, action, np.asarray(obs, np.float64)))
+                done = terminated or truncated
+    finally:
+        real_env.close()
+    picked = rng.choice(len(rows), min(HOST_TRANSITIONS, len(rows)), replace=False)
+    sample = [rows[i] for i in picked]
+    sim = mujoco_randomize.MujocoRandomization(nominal.make_gym(), {n: (1.0, 1.0) for n in names})
+    sim.reset(seed=seed)
+    inner: Any = sim.env.unwrapped  # a gymnasium MujocoEnv
+
+    def loss(log_factors: np.ndarray) -> float:
+        sim.set_factors(dict(zip(names, np.exp(log_factors), strict=True)))
+        total = 0.0
+        for qpos, qvel, action, next_obs in sample:
+            inner.set_state(qpos, qvel)
+            inner.do_simulation(action, inner.frame_skip)
+            total += float(np.sum((inner._get_obs() - next_obs) ** 2))
+        return total / len(sample)
+
+    es = evosax_algorithms.CMA_ES(HOST_POPULATION, jnp.zeros(len(names)))
+    params = es.default_params.replace(std_init=0.3)
+    key = jax.random.PRNGKey(seed)
+    key, init_key = jax.random.split(key)
+    es_state = es.init(init_key, jnp.zeros(len(names)), params)
+    history = [loss(np.zeros(len(names)))]
+    try:
+        for _ in range(generations):
+            key, ask_key, tell_key = jax.random.split(key, 3)
+            population, es_state = es.ask(ask_key, es_state, params)
+            fitness = jnp.asarray([loss(np.asarray(x, np.float64)) for x in population])
+            es_state, _ = es.tell(tell_key, population, fitness, es_state, params)
+            history.append(float(fitness.min()))
+        best = np.asarray(es_state.mean, np.float64)
+        history.append(loss(best))
+    finally:
+        sim.close()
+    found = {n: float(np.exp(v)) for n, v in zip(names, best, strict=True)}
+    truth = {n: factors.get(n, 1.0) for n in names}
+    result: dict[str, Any] = {
+        "run_dir": str(trained.run_dir.path),
+        "env": env.id,
+        "method": "cma-es",
+        "real": factors,
+        "episodes": episodes,
+        "transitions": len(rows),
+        "replayed": len(sample),
+        "noise": noise,
+        "iterations": generations,
+        "start": {n: 1.0 for n in names},
+        "estimate": found,
+        "true": truth,
+        "relative_error": {n: abs(found[n] - truth[n]) / truth[n] for n in names},
+        "loss": history,
+        "env_params": None,
+        "randomize": ",".join(f"{n}={found[n]:.6g}:{found[n]:.6g}" for n in names),
     }
     folder = trained.run_dir.path / "identify"
     folder.mkdir(exist_ok=True)
