@@ -195,9 +195,9 @@ def test_bad_settings_are_one_sentence(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_host_env_refuses_randomization():
-    result = run_cli("train", "ppo", "--env", "LunarLander-v3", "--obs-noise", "0.1")
-    assert result.returncode != 0 and "compiled backend" in result.stderr
+def test_host_env_refuses_randomization_without_a_mujoco_model():
+    result = run_cli("train", "ppo", "--env", "LunarLander-v3", "--randomize", "mass=1:2")
+    assert result.returncode != 0 and "is neither" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -355,7 +355,7 @@ def test_each_mujoco_quantity_changes_the_dynamics(name):
     pytest.importorskip("mujoco")
     import gymnasium as gym
 
-    from bellman.envs.mujoco_randomize import FIELDS, MujocoRandomization
+    from bellman.envs.sim2real_host import FIELDS, MujocoRandomization
 
     def rollout(env):
         env.reset(seed=3)
@@ -382,7 +382,7 @@ def test_each_mujoco_quantity_changes_the_dynamics(name):
 
 
 @pytest.mark.slow
-def test_host_mujoco_randomized_run_and_its_map(tmp_path: Path):
+def test_host_sim2real_hostd_run_and_its_map(tmp_path: Path):
     pytest.importorskip("mujoco")
     out = tmp_path / "run"
     trained = run_cli(
@@ -412,3 +412,41 @@ def test_host_mujoco_randomized_run_and_its_map(tmp_path: Path):
     refused = run_cli("train", "sac", "--env", "HalfCheetah-v5", "--backend", "gymnasium",
                       "--randomize", "length=1:2")  # fmt: skip
     assert refused.returncode != 0 and "mass, friction, damping, gain" in refused.stderr
+
+
+def test_host_noise_and_delay():
+    import gymnasium as gym
+
+    from bellman.envs.sim2real_host import HostNoise
+
+    env = HostNoise(gym.make("Pendulum-v1"), 0.0, 0.0, 2)
+    env.reset(seed=0)
+    chosen = [0.5, -1.0, 1.5, 0.25]
+    applied = []
+    for action in chosen:
+        env.step(np.array([action], np.float32))
+        applied.append(float(env.unwrapped.last_u))
+    assert applied == pytest.approx([0.0, 0.0, 0.5, -1.0])
+    noisy = HostNoise(gym.make("Pendulum-v1"), 0.1, 0.0, 0)
+    clean = gym.make("Pendulum-v1")
+    seen, _ = noisy.reset(seed=1)
+    truth, _ = clean.reset(seed=1)
+    assert 0 < np.abs(seen - truth).max() < 0.5
+    # a seeded reset repeats the noise
+    again, _ = noisy.reset(seed=1)
+    np.testing.assert_array_equal(again, seen)
+
+
+def test_host_noise_through_the_command_line(tmp_path: Path):
+    out = tmp_path / "run"
+    trained = run_cli(
+        "train", "ppo", "--env", "CartPole-v1", "--backend", "gymnasium", "--steps", "512",
+        "--num-envs", "2", "--num-steps", "64", "--evals", "0", "--eval-episodes", "2",
+        "--quiet", "--obs-noise", "0.05", "--action-noise", "0.1", "--action-delay", "1",
+        "--out", str(out),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["obs_noise"], settings["action_noise"], settings["action_delay"]) == (
+        0.05, 0.1, 1,
+    )  # fmt: skip

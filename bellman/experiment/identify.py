@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bellman.envs import mujoco_randomize, options, registry, sim2real
+from bellman.envs import options, registry, sim2real, sim2real_host
 from bellman.envs.spaces import Box, Discrete
 from bellman.errors import ConfigError, EnvError
 from bellman.experiment.policy import open_run
@@ -247,7 +247,7 @@ def identify_host(
     generations: int,
     seed: int,
 ) -> dict[str, Any]:
-    """A MuJoCo env's model factors (`bellman.envs.mujoco_randomize`: one factor per quantity,
+    """A MuJoCo env's model factors (`bellman.envs.sim2real_host`: one factor per quantity,
     all bodies' masses by the same factor, say) fitted by CMA-ES: the real system is the model
     scaled by `real`; a candidate is scored by replaying recorded transitions from their
     MuJoCo states (qpos, qvel) through the candidate model (one-step error of the next
@@ -256,12 +256,12 @@ def identify_host(
 
     env, settings = trained.env, trained.settings
     factors = {n: float(v) for n, v in options.parse(real, "real").items()}
-    mujoco_randomize.check_names(env.id, {n: (v, v) for n, v in factors.items()})
-    mujoco_randomize.check_names(env.id, {n: (1.0, 1.0) for n in names})
+    sim2real_host.check_names(env.id, {n: (v, v) for n, v in factors.items()})
+    sim2real_host.check_names(env.id, {n: (1.0, 1.0) for n in names})
     nominal = registry.resolve(settings.env, "gymnasium", settings.env_params, settings.env_kwargs)
     assert nominal.make_gym is not None
     ranges = {n: (v, v) for n, v in factors.items()}
-    real_env = mujoco_randomize.randomized_factory(nominal.make_gym, ranges)()
+    real_env = sim2real_host.randomized_factory(nominal.make_gym, ranges)()
     module, config, spec = trained.info.module, trained.config, env.spec
     state = jax.tree.map(lambda x: x[0], trained.algo_state)
     greedy = jax.jit(lambda obs: module.greedy(config, spec, state, obs[None])[0])
@@ -287,7 +287,7 @@ def identify_host(
         real_env.close()
     picked = rng.choice(len(rows), min(HOST_TRANSITIONS, len(rows)), replace=False)
     sample = [rows[i] for i in picked]
-    sim = mujoco_randomize.MujocoRandomization(nominal.make_gym(), {n: (1.0, 1.0) for n in names})
+    sim = sim2real_host.MujocoRandomization(nominal.make_gym(), {n: (1.0, 1.0) for n in names})
     sim.reset(seed=seed)
     inner: Any = sim.env.unwrapped  # a gymnasium MujocoEnv
 

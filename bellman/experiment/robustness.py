@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bellman.envs import mujoco_randomize, registry, sim2real
+from bellman.envs import registry, sim2real, sim2real_host
 from bellman.envs.gymnax_env import GymnaxEnv
 from bellman.errors import ConfigError, EnvError
 from bellman.experiment.policy import open_run
@@ -152,9 +152,9 @@ def host_map(
     trained: Any, grid: dict[str, np.ndarray], episodes: int, seed: int, write: bool
 ) -> dict[str, Any]:
     """The map of a MuJoCo run on the gymnasium backend: the grid's values are factors of the
-    model's own (`bellman.envs.mujoco_randomize`), one cell after another."""
+    model's own (`bellman.envs.sim2real_host`), one cell after another."""
     env, settings = trained.env, trained.settings
-    mujoco_randomize.check_names(env.id, {n: (float(v.min()), 1.0) for n, v in grid.items()})
+    sim2real_host.check_names(env.id, {n: (float(v.min()), 1.0) for n, v in grid.items()})
     nominal_env = registry.resolve(
         settings.env, "gymnasium", settings.env_params, settings.env_kwargs
     )
@@ -170,7 +170,7 @@ def host_map(
             trained.config,
             env.spec,
             env.id,
-            mujoco_randomize.randomized_factory(nominal_env.make_gym, ranges),
+            sim2real_host.randomized_factory(nominal_env.make_gym, ranges),
             trained.algo_state,
             episodes,
             seed=eval_env_seed(seed, 2**30),

@@ -17,11 +17,11 @@ from bellman import buffers
 from bellman import config as cfg
 from bellman.algos import AlgoInfo
 from bellman.config import INT32_MAX, SEED_MAX
-from bellman.envs import mujoco_randomize, options, registry, sim2real
+from bellman.envs import options, registry, sim2real, sim2real_host
 from bellman.envs.gymnax_env import GymnaxEnv
 from bellman.envs.protocol import OBJECT
 from bellman.envs.registry import ResolvedEnv
-from bellman.envs.spaces import EnvSpec
+from bellman.envs.spaces import Discrete, EnvSpec
 from bellman.errors import ConfigError, EnvError
 from bellman.runners import offpolicy
 
@@ -83,14 +83,14 @@ class RunSettings:
     factors of the model's values), a JSON object of [low, high] lists or a .json file holding
     one; recorded as JSON."""
     obs_noise: float = 0.0
-    """Standard deviation of Gaussian noise added to every observation (compiled backend)."""
+    """Standard deviation of Gaussian noise added to every observation the policy sees."""
     action_noise: float = 0.0
-    """Noise on the actions the env receives (compiled backend): the standard deviation of
-    Gaussian noise for continuous actions (clipped to the bounds), the probability of a uniformly
-    random action for discrete ones."""
+    """Noise on the actions the env receives: the standard deviation of Gaussian noise for
+    continuous actions (clipped to the bounds), the probability of a uniformly random action
+    for discrete ones."""
     action_delay: int = 0
-    """Steps between the policy choosing an action and the env receiving it, 0 to 1,000
-    (compiled backend; an episode's first steps apply the null action)."""
+    """Steps between the policy choosing an action and the env receiving it, 0 to 1,000 (an
+    episode's first steps apply the null action)."""
     init_from: str | None = None
     """A run directory whose newest checkpoint's algorithm state (networks, target networks,
     optimiser state, schedules) the run starts from instead of a fresh one: the same algorithm,
@@ -203,17 +203,28 @@ def resolve_env(
 def with_sim(resolved: ResolvedEnv, sim: sim2real.SimSettings) -> ResolvedEnv:
     """`resolved` with the simulator-to-real wrappers of `sim` around its JAX env; it no
     longer has a gymnasium twin (which would be the nominal env)."""
-    noise = sim.obs_noise or sim.action_noise or sim.action_delay
     if resolved.backend != "compiled" or resolved.jax_env is None:
-        if noise or not registry.is_mujoco(resolved.spec):
-            what = "obs_noise, action_noise and action_delay" if noise else "randomize"
-            raise ConfigError(
-                f"{what} wrap a JAX env, on the compiled backend (and randomize a MuJoCo env's "
-                f"model on the gymnasium backend); '{resolved.id}' runs on the gymnasium backend"
+        assert resolved.make_gym is not None
+        factory = resolved.make_gym
+        if sim.randomize:
+            if not registry.is_mujoco(resolved.spec):
+                raise ConfigError(
+                    "randomize draws gymnax parameters (compiled backend) or a MuJoCo model's "
+                    f"masses, friction, damping and gains; '{resolved.id}' on the gymnasium "
+                    "backend is neither"
+                )
+            sim2real_host.check_names(resolved.id, sim.randomize)
+            factory = sim2real_host.randomized_factory(factory, sim.randomize)
+        if sim.obs_noise or sim.action_noise or sim.action_delay:
+            space = resolved.spec.action_space
+            if sim.action_noise > 1 and isinstance(space, Discrete):
+                raise ConfigError(
+                    "action_noise on discrete actions is a probability, at most 1, not "
+                    f"{sim.action_noise!r}"
+                )
+            factory = sim2real_host.noisy_factory(
+                factory, sim.obs_noise, sim.action_noise, sim.action_delay
             )
-        assert sim.randomize is not None and resolved.make_gym is not None
-        mujoco_randomize.check_names(resolved.id, sim.randomize)
-        factory = mujoco_randomize.randomized_factory(resolved.make_gym, sim.randomize)
         return dataclasses.replace(resolved, make_gym=factory)
     if sim.randomize and not isinstance(resolved.jax_env, GymnaxEnv):
         raise ConfigError(

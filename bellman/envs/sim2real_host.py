@@ -1,5 +1,5 @@
-"""Domain randomisation of gymnasium's MuJoCo envs (host backend): the model's physics scaled
-per episode.
+"""Sim-to-real on the gymnasium (host) backend: MuJoCo models randomised per episode, and the
+compiled backend's observation noise, action noise and action delay as a gymnasium wrapper.
 
 `--randomize mass=0.7:1.3,friction=0.5:1.5` on a MuJoCo env draws, when each episode starts, one
 factor per element from the named range and multiplies the nominal model by it:
@@ -100,3 +100,70 @@ def randomized_factory(factory: Any, ranges: dict[str, tuple[float, float]]) -> 
 
 def _make_randomized(factory: Any, ranges: dict[str, tuple[float, float]], **kwargs: Any) -> Any:
     return MujocoRandomization(factory(**kwargs), ranges)
+
+
+# ----- observation noise, action noise and action delay on the host -----
+
+
+class HostNoise(gym.Wrapper):
+    """The compiled backend's `ObservationNoise`, `ActionNoise` and `ActionDelay`
+    (`bellman.envs.sim2real`) for a gymnasium env, in the same order: the env receives the
+    action chosen `delay` steps before (the null action first), perturbed by `action_noise`;
+    the policy sees observations with Gaussian noise of `obs_noise`. A seeded reset reseeds the
+    noise."""
+
+    def __init__(self, env: gym.Env, obs_noise: float, action_noise: float, delay: int):
+        super().__init__(env)
+        self.obs_noise, self.action_noise, self.delay = obs_noise, action_noise, delay
+        self.rng = np.random.default_rng()
+        self.pending: list[Any] = []
+        space = env.action_space
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        if self.discrete:
+            self.null: Any = 0
+        else:
+            low, high = np.asarray(space.low), np.asarray(space.high)  # type: ignore[attr-defined]
+            self.null = np.clip(np.zeros(low.shape, np.float32), low, high)
+
+    def _observe(self, obs: Any) -> Any:
+        if not self.obs_noise:
+            return obs
+        noisy = obs + self.obs_noise * self.rng.normal(size=np.shape(obs))
+        return noisy.astype(np.asarray(obs).dtype)
+
+    def _perturb(self, action: Any) -> Any:
+        if not self.action_noise:
+            return action
+        space = self.env.action_space
+        if self.discrete:
+            if self.rng.uniform() < self.action_noise:
+                return int(self.rng.integers(space.n))  # type: ignore[attr-defined]
+            return action
+        noisy = action + self.action_noise * self.rng.normal(size=np.shape(action))
+        low, high = space.low, space.high  # type: ignore[attr-defined]
+        return np.clip(noisy, low, high).astype(np.asarray(action).dtype)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 0x401])
+        self.pending = [self.null] * self.delay
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._observe(obs), info
+
+    def step(self, action: Any) -> Any:
+        if self.delay:
+            self.pending.append(action)
+            action = self.pending.pop(0)
+        obs, reward, terminated, truncated, info = self.env.step(self._perturb(action))
+        return self._observe(obs), reward, terminated, truncated, info
+
+
+def noisy_factory(factory: Any, obs_noise: float, action_noise: float, delay: int) -> Any:
+    """`factory` (an EnvFactory) with every env it makes wrapped in HostNoise."""
+    return functools.partial(_make_noisy, factory, obs_noise, action_noise, delay)
+
+
+def _make_noisy(
+    factory: Any, obs_noise: float, action_noise: float, delay: int, **kwargs: Any
+) -> Any:
+    return HostNoise(factory(**kwargs), obs_noise, action_noise, delay)
