@@ -16,7 +16,7 @@ continuous); its box is the randomized run's training box.
 - cartpole: PPO (its defaults), 500,000 steps, 4 seeds; pole mass x pole length.
 - pendulum: SAC (its pendulum preset), 30,000 steps, 4 seeds; mass x length.
 - halfcheetah: SAC on the gymnasium backend (its mujoco preset), 100,000 steps, 1 seed; body
-  masses x sliding friction, as factors of the model's values (bellman.envs.mujoco_randomize),
+  masses x sliding friction, as factors of the model's values (bellman.envs.sim2real_host),
   5 episodes per cell.
 - sysid (after pendulum): `bellman identify` on the nominal Pendulum run in a pendulum of other
   mass and length, fine-tuning there with `--init-from` (see SYSID), and the returns before and
