@@ -83,6 +83,11 @@ FitToEnv = Callable[[Any, EnvSpec], Any]
 """`(config, spec) -> config`: settings that follow from the env (REINFORCE's rollout as long as
 the time limit)."""
 
+GlimpsePaths = Callable[[Any, EnvSpec, Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+"""`(config, spec, state, obs, key) -> (locations, answers)`: where an attention model looks on
+images `[B, H, W]`, `[B, T, 2]` (row, column in [-1, 1]), and what it answers `[B]`; drawn after
+training."""
+
 PresetFor = Callable[[EnvSpec], str | None]
 """`(spec) -> preset name or None`: the preset an env gets when none is named."""
 
@@ -663,6 +668,8 @@ class AlgoInfo:
     """Settings that follow from the env, applied after the config is checked."""
     values_and_policy: ValuesAndPolicy | None = None
     """A finite env's value table and greedy policy, plotted after training."""
+    glimpse_paths: GlimpsePaths | None = None
+    """Where an attention model looks on the env's images, drawn after training."""
 
     def make_config(self) -> Any:
         """The config this name trains with by default."""

@@ -549,6 +549,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "td3bc": {"alpha": 10.0, "policy_delay": 1, "hidden_sizes": (64, 64)},
     "cql": {"cql_alpha": 10.0, "lagrange_threshold": 5.0, "backup_entropy": True, "loss": "mse"},
     "iql": {"expectile": 0.9, "reward_scale": "none", "beta": 10.0},
+    "ram": {"glimpses": 4, "scales": 3, "location_std": 0.05, "locations": "random"},
     "alphazero": {"mcts": "puct", "dirichlet_alpha": 0.03, "eval_opponent": "mcts"},
     "muzero": {"mcts": "puct", "reanalyse": 0.25, "fresh_values": True, "eval_opponent": "mcts"},
 }
@@ -563,6 +564,7 @@ ENVS = {
     "td3bc": "Pendulum-v1",
     "cql": "Pendulum-v1",
     "iql": "Pendulum-v1",
+    "ram": "TranslatedDigits-v0",
 }
 
 

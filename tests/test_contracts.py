@@ -89,7 +89,8 @@ def test_every_registered_algorithm_satisfies_its_familys_protocol(name: str) ->
         assert isinstance(module.EPISODIC, bool)
     # and so do the registry entry's
     assert (info.values_and_policy is not None) == (info.family == "tabular")
-    for hook in (info.preset_for, info.fit_to_env, info.values_and_policy):
+    assert (info.glimpse_paths is not None) == (name == "ram")
+    for hook in (info.preset_for, info.fit_to_env, info.values_and_policy, info.glimpse_paths):
         assert hook is None or callable(hook)
     info.make_config().validate()
 
@@ -112,6 +113,7 @@ def test_the_families_and_their_declared_capabilities() -> None:
         "td3bc",
         "cql",
         "iql",
+        "ram",
     }
     assert {n for n, i in algos.ALGOS.items() if i.family == "dagger"} == {"dagger"}
     assert {n for n, i in algos.ALGOS.items() if i.family == "adversarial"} == {"gail"}

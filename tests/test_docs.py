@@ -17,7 +17,8 @@ BELLMAN_ROOTS = {
     "alphazero", "selfplay", "games", "players", "arena", "play", "GameEnv", "muzero", "unroll",
     "mpc", "control", "pets", "mbpo", "es", "evolution", "evolution_host",
     "bc", "dagger", "gail", "td3bc", "cql", "iql", "datasets", "offline", "adversarial", "collect",
-    "sim2real", "sim2real_host", "robustness", "identify", "gymnax_env",
+    "sim2real", "sim2real_host", "robustness", "identify", "gymnax_env", "ram", "digits",
+    "glimpse_plots", "RAMNet",
 }  # fmt: skip
 FILES = (".json", ".jsonl", ".png", ".py", ".md", ".mp4", ".ckpt")
 

@@ -23,6 +23,7 @@ from bellman.algos import (
     muzero,
     pets,
     ppo,
+    ram,
     reinforce,
     sac,
     tabular,
@@ -69,7 +70,7 @@ SELF_PLAY: tuple[SelfPlayAlgorithm, ...] = (alphazero,)
 UNROLL: tuple[UnrollAlgorithm, ...] = (muzero,)
 CONTROL: tuple[ControlAlgorithm, ...] = (mpc,)
 EVOLUTION: tuple[EvolutionAlgorithm, ...] = (es,)
-OFFLINE: tuple[OfflineAlgorithm, ...] = (bc, td3bc, cql, iql)
+OFFLINE: tuple[OfflineAlgorithm, ...] = (bc, td3bc, cql, iql, ram)
 DAGGER: tuple[LearnsFromData, ...] = (dagger,)
 ADVERSARIAL: tuple[AdversarialAlgorithm, ...] = (gail,)
 
@@ -213,6 +214,14 @@ ALGOS: dict[str, AlgoInfo] = {
         "offline",
         "Implicit Q-Learning (Kostrikov et al., 2022): expectile regression of V, Q from V(s'), "
         "advantage-weighted regression of the policy",
+    ),
+    "ram": AlgoInfo(
+        "ram",
+        ram,
+        "offline",
+        "Recurrent Attention Model (Mnih et al., 2014): a classifier that sees an image through "
+        "a few glimpses, their places chosen by REINFORCE",
+        glimpse_paths=ram.glimpse_paths,
     ),
     "dagger": AlgoInfo(
         "dagger",

@@ -29,6 +29,7 @@ import gymnasium as gym
 
 from bellman.envs import (
     atari,
+    digits,
     discretize,
     finite,
     games,
@@ -77,6 +78,7 @@ JAX_ENVS: dict[str, Callable[..., JaxEnv]] = {
     **{env_id: _finite(env_id) for env_id in finite.MDPS},
     **{env_id: _toy_text(env_id) for env_id in finite.TOY_TEXT},
     "RoboParking-v0": roboparking.RoboParking,
+    digits.ENV_ID: digits.TranslatedDigits,
     "PendulumDiscrete-v1": discretize.pendulum_discrete,
     **{game_id: _game(game_id) for game_id in games.GAMES},
 }

@@ -56,6 +56,7 @@ from bellman.errors import (
 )
 from bellman.experiment import checkpoint as ckpt
 from bellman.experiment.callbacks import Callback, Chunk, check_callbacks, stop_reason
+from bellman.experiment.glimpse_plots import GLIMPSE_PLOT, plot_glimpses
 from bellman.experiment.logger import MetricsLogger
 from bellman.experiment.plots import learning_curve
 from bellman.experiment.policy import SavedRun, finite_algo, open_run, read_saved
@@ -223,8 +224,7 @@ class Trainer:
             self.data = dagger_data(settings, resolved)
         common = (settings.seeds, settings.seed, plan.total_updates, plan.chunk_updates)
         if self.info.family in ("offline", "adversarial"):  # (offline: compiled, whatever the env)
-            assert settings.dataset is not None
-            self.data = read_data(settings.dataset, resolved.spec)
+            self.data = read_data(settings.dataset, resolved)
             self.build(self.configs)
         elif resolved.backend == "compiled":
             self.build(self.configs)
@@ -620,6 +620,7 @@ class Trainer:
                 per_seed = self.part(final, k).mean(axis=1)
                 final_state = jax.device_get(self.part(algo_state, k))
                 self.plot_values(config, rd, final_state)
+                self.plot_glimpses(config, rd, final_state)
             summary = {
                 "algo": self.info.name,
                 "env": self.env.id,
@@ -693,6 +694,15 @@ class Trainer:
             value_map(path, layout, values, policy, labels, title, minimize, skip)
         else:
             value_curves(path, values, policy, labels, title, minimize, skip)
+
+    def plot_glimpses(self, config: Any, rd: RunDir, algo_state: Any) -> None:
+        """For an attention model on a JAX env of images: where seed 0 looks, `glimpses.png`."""
+        glimpse_paths, env = self.info.glimpse_paths, self.env.jax_env
+        if glimpse_paths is None or env is None:
+            return
+        seed0 = jax.tree.map(lambda x: x[0], algo_state)
+        title = f"{self.info.name} on {self.env.id}: the glimpses of seed 0, in order"
+        plot_glimpses(rd.path / GLIMPSE_PLOT, glimpse_paths, config, env, seed0, title)
 
     def _check_finite(self, metrics: dict[str, np.ndarray], step: int) -> None:
         bad = sorted({int(i) for v in metrics.values() for i in np.flatnonzero(~np.isfinite(v))})
@@ -794,6 +804,8 @@ def check_dataset(
                 f"algorithms ({names}) and dagger's demonstrations"
             )
         return settings
+    if settings.dataset is None and info.family == "offline" and has_training_set(resolved):
+        return settings  # learns from the env's own labelled examples
     if settings.dataset is None:
         raise ConfigError(
             f"{info.name} learns from a dataset: give --dataset DIR (make one with bellman "
@@ -881,10 +893,25 @@ def check_expert(
     return settings
 
 
-def read_data(path: str, spec: Any) -> OfflineData:
-    """The dataset at `path` as the compiled programs read it (`runners.offline.offline_data`)."""
+def read_data(path: str | None, resolved: registry.ResolvedEnv) -> OfflineData:
+    """The dataset at `path` as the compiled programs read it (`runners.offline.offline_data`);
+    without one, the env's own training set (`TranslatedDigits-v0`'s labelled canvases)."""
+    if path is None:
+        transitions = training_set(resolved)
+        assert transitions is not None
+        return offline_data(transitions, resolved.spec, np.ones(1))
     data = datasets.read(path)
-    return offline_data(data.transitions, spec, data.episode_returns)
+    return offline_data(data.transitions, resolved.spec, data.episode_returns)
+
+
+def has_training_set(resolved: registry.ResolvedEnv) -> bool:
+    return callable(getattr(resolved.jax_env, "training_set", None))
+
+
+def training_set(resolved: registry.ResolvedEnv) -> datasets.Transitions | None:
+    """The labelled examples an env carries for learners of labelled data, or None."""
+    make = getattr(resolved.jax_env, "training_set", None)
+    return None if make is None else make()
 
 
 def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> DaggerData:
@@ -897,7 +924,7 @@ def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> Dagger
         jax.tree.map(lambda x: x[0], trained.algo_state), trained.info.module, trained.config, spec
     )
     if settings.dataset is not None:
-        demos = read_data(settings.dataset, spec)
+        demos = read_data(settings.dataset, resolved)
         return DaggerData(expert, demos.obs, demos.action, demos.stats)
     example = jnp.zeros((1, *spec.obs_shape), spec.obs_dtype)
     label = jax.eval_shape(expert.act, example)
