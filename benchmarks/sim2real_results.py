@@ -145,11 +145,14 @@ def markdown(name: str, spec: dict, runs: dict, note: str) -> str:
     ranges = spec["ranges"]
     box = ", ".join(f"{n} {lo} to {hi}" for n, (lo, hi, _) in ranges.items())
     cells = int(np.prod([k for _, _, k in ranges.values()]))
+    backend = "gymnasium" if "gymnasium" in spec["train"] else "compiled"
+    episodes = spec.get("episodes", 20)
     lines = [note, ""] if note else []
     lines += [
-        f"{spec['env']} (compiled), {spec['what']}: trained on the nominal parameters, and with "
-        f"`--randomize` drawing {box} uniformly per episode; each evaluated at the {cells} "
-        "points of the grid below and at the nominal parameters, 20 episodes per seed. A cell "
+        f"{spec['env']} ({backend}), {spec['what']}: trained on the nominal parameters, and "
+        f"with `--randomize` drawing {box} uniformly per episode; each evaluated at the {cells} "
+        f"points of the grid below and at the nominal parameters, {episodes} episodes per seed. "
+        "A cell "
         "holds when its mean return is at least the run's own nominal return less a tenth of "
         f"its size. Figure: benchmarks/{figure(name, runs)} (held cells outlined, the nominal "
         "point marked).",
