@@ -89,15 +89,7 @@ class TranslatedDigits:
     """The JAX env: one test digit per episode, one step, reward 1 for the right class."""
 
     def __init__(self) -> None:
-        self.spec = EnvSpec(
-            ENV_ID,
-            (CANVAS, CANVAS),
-            "uint8",
-            Discrete(10),
-            1,
-            obs_low=(0.0,) * (CANVAS * CANVAS),
-            obs_high=(255.0,) * (CANVAS * CANVAS),
-        )
+        self.spec = EnvSpec(ENV_ID, (CANVAS, CANVAS), "uint8", Discrete(10), 1)
         images, labels = split(test=True)
         self.images, self.labels = jnp.asarray(images), jnp.asarray(labels)
 

@@ -896,22 +896,16 @@ def check_expert(
 def read_data(path: str | None, resolved: registry.ResolvedEnv) -> OfflineData:
     """The dataset at `path` as the compiled programs read it (`runners.offline.offline_data`);
     without one, the env's own training set (`TranslatedDigits-v0`'s labelled canvases)."""
-    if path is None:
-        transitions = training_set(resolved)
-        assert transitions is not None
+    if path is None:  # (`has_training_set`)
+        transitions = resolved.jax_env.training_set()  # type: ignore[union-attr]
         return offline_data(transitions, resolved.spec, np.ones(1))
     data = datasets.read(path)
     return offline_data(data.transitions, resolved.spec, data.episode_returns)
 
 
 def has_training_set(resolved: registry.ResolvedEnv) -> bool:
+    """The env carries labelled examples for learners of labelled data (`training_set()`)."""
     return callable(getattr(resolved.jax_env, "training_set", None))
-
-
-def training_set(resolved: registry.ResolvedEnv) -> datasets.Transitions | None:
-    """The labelled examples an env carries for learners of labelled data, or None."""
-    make = getattr(resolved.jax_env, "training_set", None)
-    return None if make is None else make()
 
 
 def dagger_data(settings: RunSettings, resolved: registry.ResolvedEnv) -> DaggerData:
