@@ -88,6 +88,33 @@ def test_a_callback_returning_false_stops_and_bad_callbacks_are_refused(tmp_path
         load(tmp_path / "run", checkpoint="best")
 
 
+def test_a_signal_during_a_callback_saves_that_chunk_before_stopping(tmp_path: Path) -> None:
+    """SIGTERM arriving while a callback runs (after the chunk's checkpoint was or was not due)
+    stops the run with a checkpoint at that chunk, not the one before it."""
+    import os
+    import signal
+
+    from bellman.experiment.train import Interrupted
+
+    def terminate(chunk: Chunk) -> None:
+        if chunk.step == 3072:  # checkpoints are due every 2048 steps: none at this chunk
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted, match="stopped by SIGTERM at step 3,072"):
+        train(
+            "ppo",
+            "CartPole-v1",
+            out=tmp_path / "run",
+            progress=False,
+            callbacks=[terminate],
+            **SMALL,
+        )  # type: ignore[arg-type]
+    assert ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")[-1][0] * 512 == 3072
+    code = main(["train", "ppo", "--resume", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumed"]
+
+
 def test_a_finished_run_trains_further_with_steps(
     with_callbacks: tuple[Path, list[Chunk]], tmp_path: Path
 ) -> None:

@@ -581,6 +581,8 @@ class Trainer:
                         if len(self.running()) < len(self.slots) and not finished:
                             state = self.shrink(state, update)
                         if stop.signal is not None and not finished:
+                            if last_saved != update:  # the signal came after this chunk's save
+                                self.save_checkpoint(state, update)
                             where = self.run_dir.path if len(self.configs) == 1 else "each run"
                             raise Interrupted(
                                 f"stopped by {signal.Signals(stop.signal).name} at step "
