@@ -120,11 +120,6 @@ def grids(spec: dict) -> list[dict]:
     return spec.get("grids", [spec["ranges"]])
 
 
-def maps(run: dict) -> list[dict]:
-    """A run's maps, one per grid (a record saved before there were several holds one)."""
-    return run["maps"] if "maps" in run else [run["map"]]
-
-
 def figure(name: str, runs: dict) -> str:
     import matplotlib
 
@@ -133,10 +128,10 @@ def figure(name: str, runs: dict) -> str:
 
     from bellman.experiment.robustness import plot_map
 
-    rows = len(maps(runs["nominal"]))
+    rows = len(runs["nominal"]["maps"])
     fig, axes = plt.subplots(rows, 2, figsize=(12, 4.8 * rows), squeeze=False)
     for g, row in enumerate(axes):
-        pair = [maps(runs[kind])[g] for kind in ("nominal", "randomized")]
+        pair = [runs[kind]["maps"][g] for kind in ("nominal", "randomized")]
         means = [np.asarray(m["return_mean"]) for m in pair]
         limits = (min(m.min() for m in means), max(m.max() for m in means))
         for ax, kind, mapped in zip(row, ("nominal", "randomized"), pair, strict=True):
@@ -187,7 +182,7 @@ def markdown(name: str, spec: dict, runs: dict, note: str) -> str:
         cells = int(np.prod([k for _, _, k in grid.values()]))
         where = ", ".join(f"{n} {lo} to {hi} ({k})" for n, (lo, hi, k) in grid.items())
         for kind in ("nominal", "randomized"):
-            mapped = maps(runs[kind])[g]
+            mapped = runs[kind]["maps"][g]
             held = int(np.asarray(mapped["held"]).sum())
             lines.append(
                 f"| {where} | {kind} | {mapped['nominal_return']:.1f} | {held} of {cells} | "
@@ -201,7 +196,7 @@ def markdown(name: str, spec: dict, runs: dict, note: str) -> str:
                 f"Mean greedy return over seeds on {where}, trained {kind} (held cells in bold):",
                 "",
             ]
-            lines += grid_table(maps(runs[kind])[g])
+            lines += grid_table(runs[kind]["maps"][g])
     return "\n".join(lines) + "\n"
 
 
